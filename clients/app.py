@@ -1,0 +1,70 @@
+"""The ClientApp: handlers unpack a message, call a plain function, pack the reply.
+
+Every request carries the typed RoundHeader with the resolved run config, so a
+node needs nothing but its node config (its partition or its data directory).
+A failure becomes a structured ErrorReply that the server logs with the node
+and round, instead of an opaque crash.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Callable
+
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from clients.node_data import describe_node
+from clients.tasks import train_task
+from methods.base import RunSpec
+from protos import fedvault_pb2 as pb
+from protos.codec import encode
+from protos.records import (
+    ARRAYS,
+    CONFIG,
+    METRICS,
+    error_content,
+    from_array_record,
+    read_header,
+    to_array_record,
+)
+
+app = ClientApp()
+
+# ErrorReply codes
+BAD_REQUEST = 1
+NODE_FAILURE = 2
+
+
+def _guarded(msg: Message, work: Callable[[], RecordDict]) -> Message:
+    try:
+        content = work()
+    except (ValueError, KeyError) as exc:  # bad config, bad payload, bad data dir
+        content = error_content(BAD_REQUEST, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - reported to the server, not hidden
+        tail = traceback.format_exc(limit=3)
+        content = error_content(NODE_FAILURE, f"{type(exc).__name__}: {exc}\n{tail}")
+    return Message(content, reply_to=msg)
+
+
+@app.query("info")
+def info(msg: Message, context: Context) -> Message:
+    def work() -> RecordDict:
+        pid, num_partitions, source = describe_node(context.node_config)
+        payload = pb.NodeInfo(partition_id=pid, num_partitions=num_partitions, data_source=source)
+        return RecordDict({CONFIG: ConfigRecord({"info": encode(payload)})})
+
+    return _guarded(msg, work)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    def work() -> RecordDict:
+        header = read_header(msg)
+        spec = RunSpec.from_json(header.config_json)
+        arrays, metrics = train_task(
+            spec, header.round, from_array_record(msg.content[ARRAYS]), context.node_config
+        )
+        return RecordDict({ARRAYS: to_array_record(arrays), METRICS: MetricRecord(metrics)})
+
+    return _guarded(msg, work)

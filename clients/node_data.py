@@ -1,0 +1,85 @@
+"""Where a node's training data comes from: its own disk, or a demo partition.
+
+A real client (`fedvault node --data-dir DIR`) reads an image folder from its
+own disk; the server never sends data. Simulated nodes and demo nodes
+(`--partition i/n`) cut their shard of the bundled data set locally, with the
+run's seed, so every node computes the same split without talking to anyone.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Mapping
+
+from methods.base import Method, RunSpec
+from methods.common.datasets import ArrayDataset, load_image_folder
+from methods.common.partition import partition
+
+# Node-config keys (kebab-case, as Flower's --node-config).
+PARTITION_ID = "partition-id"
+NUM_PARTITIONS = "num-partitions"
+DATA_DIR = "data-dir"
+
+
+def describe_node(node_config: Mapping) -> tuple[int, int, str]:
+    """(partition id, number of partitions, data source) from the node config."""
+    if node_config.get(DATA_DIR):
+        return -1, -1, f"dir:{node_config[DATA_DIR]}"
+    if PARTITION_ID not in node_config or NUM_PARTITIONS not in node_config:
+        raise ValueError(
+            "node config needs either data-dir=DIR or partition-id=i num-partitions=n"
+        )
+    return int(node_config[PARTITION_ID]), int(node_config[NUM_PARTITIONS]), "partition"
+
+
+def node_train_data(method: Method, spec: RunSpec, node_config: Mapping) -> ArrayDataset:
+    pid, num_partitions, _ = describe_node(node_config)
+    if pid < 0:
+        return _local_folder(method, spec, str(node_config[DATA_DIR]))
+    if not 0 <= pid < num_partitions:
+        raise ValueError(f"partition-id {pid} is outside [0, {num_partitions})")
+    full = method.train_dataset(spec)
+    shards = _shards(method.name, spec.data, spec.federation.seed, num_partitions, full)
+    return full.subset(shards[pid])
+
+
+def _shards(method_name, data_cfg, seed, num_partitions, full):
+    # Cached per process: simulated clients share a Ray actor across rounds.
+    key = (method_name, data_cfg, seed, num_partitions, len(full))
+    if key not in _SHARD_CACHE:
+        _SHARD_CACHE[key] = partition(
+            full.y,
+            scheme=data_cfg.partitioner,
+            num_clients=num_partitions,
+            seed=seed,
+            alpha=data_cfg.dirichlet_alpha,
+            classes_per_client=data_cfg.classes_per_client,
+        )
+    return _SHARD_CACHE[key]
+
+
+_SHARD_CACHE: dict = {}
+
+
+def _local_folder(method: Method, spec: RunSpec, root: str) -> ArrayDataset:
+    reference = method.test_dataset(spec)  # the model's input shape and class count
+    channels, height, width = reference.x.shape[1:]
+    return _load_folder(root, channels, height, width, reference.num_classes, reference.name)
+
+
+@lru_cache(maxsize=4)
+def _load_folder(root, channels, height, width, num_classes, reference_name):
+    data = load_image_folder(
+        root, channels=channels, size=(height, width), normalize=_NORMALISATION.get(reference_name)
+    )
+    if data.num_classes > num_classes:
+        raise ValueError(
+            f"{root} has {data.num_classes} class folders but the run's model has "
+            f"{num_classes} outputs ({reference_name})"
+        )
+    return data
+
+
+# A node's own images get the same normalisation as the data set the run's
+# model was designed for, so its updates are compatible with everyone else's.
+_NORMALISATION = {"mnist5k": (0.1307, 0.3081)}

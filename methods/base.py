@@ -1,0 +1,200 @@
+"""The one method interface every fedvault method implements.
+
+A method says how to build its model, which data a client trains on, one local
+update step, how to evaluate, and what travels to the server. The local loop,
+DP, checkpointing and the Flower plumbing live elsewhere and are shared; a
+method never branches on them.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from methods.common.datasets import ArrayDataset, load_dataset
+from methods.config import (
+    ConfigError,
+    DataConfig,
+    FederationConfig,
+    build_dataclass,
+    config_keys,
+    to_flat,
+)
+
+
+@dataclass(frozen=True)
+class LocalTrainingConfig:
+    """Hyper-parameters of the shared local training loop (methods extend this)."""
+
+    local_epochs: int = 1
+    """Epochs over the client's data per round (E)."""
+    batch_size: int = 32
+    """Mini-batch size (B)."""
+    lr: float = 0.05
+    """SGD learning rate (η)."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    weight_decay: float = 0.0
+    """L2 penalty."""
+
+    def validate(self) -> None:
+        if self.local_epochs < 0 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError(
+                "local-epochs must be >= 0, batch-size >= 1 and lr > 0 "
+                f"(got {self.local_epochs}, {self.batch_size}, {self.lr})"
+            )
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A fully resolved run: federation + data + the method's own config."""
+
+    federation: FederationConfig
+    data: DataConfig
+    method: Any
+
+    @property
+    def method_name(self) -> str:
+        return self.federation.method
+
+    def to_flat(self) -> dict[str, Any]:
+        flat = to_flat(self.federation)
+        flat.update(to_flat(self.data, "data."))
+        flat.update(to_flat(self.method, self.method_name + "."))
+        return flat
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_flat(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunSpec":
+        return parse_run_spec(json.loads(text))
+
+
+def _split_sections(flat: Mapping[str, Any], method: str) -> tuple[dict, dict, dict]:
+    fed, data, meth = {}, {}, {}
+    for key, value in flat.items():
+        section, _, rest = key.partition(".")
+        if not rest:
+            fed[key] = value
+        elif section == "data":
+            data[rest] = value
+        elif section == method:
+            meth[rest] = value
+        else:
+            raise ConfigError(
+                f"unknown key {key!r}: section {section!r} is neither 'data' nor the "
+                f"method {method!r}"
+            )
+    return fed, data, meth
+
+
+def parse_run_spec(flat: Mapping[str, Any]) -> RunSpec:
+    """Build a RunSpec from flat dotted kebab-case keys (scenario + overrides)."""
+    from methods.registry import get_method  # the registry imports every method
+
+    method_name = str(flat.get("method", FederationConfig.method))
+    method = get_method(method_name)
+    fed_values, data_values, method_values = _split_sections(flat, method_name)
+    federation = build_dataclass(FederationConfig, fed_values)
+    _validate_federation(federation)
+    data = build_dataclass(DataConfig, data_values, "data.")
+    method_cfg = build_dataclass(method.config_cls, method_values, method_name + ".")
+    return RunSpec(federation, data, method_cfg)
+
+
+def valid_keys(method_name: str) -> list[str]:
+    from methods.registry import get_method
+
+    method = get_method(method_name)
+    return (
+        config_keys(FederationConfig)
+        + config_keys(DataConfig, "data.")
+        + config_keys(method.config_cls, method_name + ".")
+    )
+
+
+def _validate_federation(fed: FederationConfig) -> None:
+    problems = []
+    if fed.num_server_rounds < 1:
+        problems.append("num-server-rounds must be >= 1")
+    if fed.num_clients < 1:
+        problems.append("num-clients must be >= 1")
+    if not 0.0 < fed.fraction_train <= 1.0:
+        problems.append("fraction-train must be in (0, 1]")
+    if not 1 <= fed.min_nodes <= fed.num_clients:
+        problems.append("min-nodes must be in [1, num-clients]")
+    if fed.round_timeout <= 0 or fed.node_wait_timeout <= 0:
+        problems.append("round-timeout and node-wait-timeout must be > 0 seconds")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+class Method(ABC):
+    """A federated method: model, client data, local step, evaluation, payload."""
+
+    name: ClassVar[str]
+    config_cls: ClassVar[type]
+    paper: ClassVar[str] = ""
+    # Which server workflow orchestrates the method (server/workflows.py).
+    workflow: ClassVar[str] = "rounds"
+
+    @abstractmethod
+    def build_model(self, spec: RunSpec) -> nn.Module:
+        """A freshly initialised model (the caller seeds torch first)."""
+
+    @abstractmethod
+    def train_step(self, model: nn.Module, batch: tuple, spec: RunSpec) -> torch.Tensor:
+        """The loss of one local mini-batch; the shared loop does backward and step."""
+
+    def train_dataset(self, spec: RunSpec) -> ArrayDataset:
+        """The data set the federation's partitions are cut from."""
+        return load_dataset(spec.data.dataset, "train", root=spec.data.root or None)
+
+    def test_dataset(self, spec: RunSpec) -> ArrayDataset:
+        """The server's held-out evaluation data."""
+        return load_dataset(spec.data.dataset, "test", root=spec.data.root or None)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, dataset: ArrayDataset) -> dict[str, float]:
+        """Accuracy and mean cross-entropy on `dataset`."""
+        model.eval()
+        x = torch.as_tensor(dataset.x)
+        y = torch.as_tensor(dataset.y)
+        loss, correct = 0.0, 0
+        for start in range(0, len(y), 512):
+            logits = model(x[start : start + 512])
+            target = y[start : start + 512]
+            loss += nn.functional.cross_entropy(logits, target, reduction="sum").item()
+            correct += (logits.argmax(1) == target).sum().item()
+        return {"accuracy": correct / len(y), "loss": loss / len(y)}
+
+    def shared_state(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """What travels to the server: by default every tensor of the state dict."""
+        return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+
+    def load_shared_state(self, model: nn.Module, arrays: Mapping[str, np.ndarray]) -> None:
+        state = {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}
+        model.load_state_dict(state, strict=True)
+
+    def strategy(self, spec: RunSpec):
+        """The Flower strategy that aggregates this method's updates.
+
+        FedAvg weighted by examples; sampling is done by the server's seeded
+        sampler (server/federation.py), so the strategy's own minimums are 1.
+        """
+        from flwr.serverapp.strategy import FedAvg
+
+        return FedAvg(
+            fraction_train=1.0,
+            fraction_evaluate=0.0,
+            min_train_nodes=1,
+            min_evaluate_nodes=0,
+            min_available_nodes=1,
+        )

@@ -1,0 +1,37 @@
+"""FedAvg: McMahan et al., "Communication-Efficient Learning of Deep Networks
+from Decentralized Data", AISTATS 2017 (Algorithm 1).
+
+Each sampled client runs E epochs of SGD on its shard; the server replaces the
+global weights by the example-weighted mean w ← Σ_k (n_k / n) w_k (Eq. in §2).
+The aggregation is Flower's FedAvg strategy; this module only says what a
+client trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from methods.base import LocalTrainingConfig, Method, RunSpec
+from methods.common.nets import SmallCNN
+
+
+@dataclass(frozen=True)
+class FedAvgConfig(LocalTrainingConfig):
+    """FedAvg adds nothing to the shared local-training hyper-parameters."""
+
+
+class FedAvgMethod(Method):
+    name = "fedavg"
+    config_cls = FedAvgConfig
+    paper = "McMahan et al., AISTATS 2017, arXiv:1602.05629"
+
+    def build_model(self, spec: RunSpec) -> nn.Module:
+        shape = self.test_dataset(spec)
+        return SmallCNN(in_channels=shape.x.shape[1], num_classes=shape.num_classes)
+
+    def train_step(self, model: nn.Module, batch: tuple, spec: RunSpec) -> torch.Tensor:
+        x, y = batch
+        return nn.functional.cross_entropy(model(x), y)

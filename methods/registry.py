@@ -1,0 +1,51 @@
+"""The method registry: one explicit import line per method, loud errors.
+
+Registration happens at import of this module, so `get_method` never depends on
+which other modules happened to be imported first.
+"""
+
+from __future__ import annotations
+
+from methods.base import Method
+
+_REGISTRY: dict[str, Method] = {}
+
+
+class UnknownMethodError(KeyError):
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+def register(method: Method) -> Method:
+    if not getattr(method, "name", ""):
+        raise ValueError(f"{type(method).__name__} has no name")
+    if method.name in _REGISTRY:
+        raise ValueError(
+            f"method {method.name!r} is registered twice "
+            f"({type(_REGISTRY[method.name]).__name__} and {type(method).__name__})"
+        )
+    _REGISTRY[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownMethodError(
+            f"unknown method {name!r}; registered methods: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def method_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _register_builtin() -> None:
+    # One line per method; keep sorted.
+    from methods.fedavg.method import FedAvgMethod
+
+    register(FedAvgMethod())
+
+
+_register_builtin()

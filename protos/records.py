@@ -1,0 +1,63 @@
+"""Flower-record glue shared by the ServerApp and the ClientApp.
+
+Conversions between plain numpy dicts and Flower records, and the round header.
+
+Everything fedvault sends carries a typed `RoundHeader` (protos/) in its
+ConfigRecord under "header"; model weights travel as an ArrayRecord under
+"arrays", reply figures as a MetricRecord under "metrics".
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+
+from protos import fedvault_pb2 as pb
+from protos.codec import decode, encode
+
+HEADER = "header"
+ARRAYS = "arrays"
+METRICS = "metrics"
+CONFIG = "config"
+ERROR = "error"
+
+
+def to_array_record(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
+    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
+
+
+def from_array_record(record: ArrayRecord) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in record.items()}
+
+
+def round_header(spec, rnd: int, phase: str) -> pb.RoundHeader:
+    return pb.RoundHeader(
+        round=rnd,
+        phase=phase,
+        method=spec.method_name,
+        seed=spec.federation.seed,
+        config_json=spec.to_json(),
+    )
+
+
+def header_config(spec, rnd: int, phase: str, **extra) -> ConfigRecord:
+    """The ConfigRecord every request carries: the typed header plus extras."""
+    return ConfigRecord({HEADER: encode(round_header(spec, rnd, phase)), **extra})
+
+
+def read_header(msg: Message) -> pb.RoundHeader:
+    return decode(pb.RoundHeader, msg.content[CONFIG][HEADER])
+
+
+def error_content(code: int, reason: str, field: str = "") -> RecordDict:
+    """A structured error reply a client sends instead of raising."""
+    payload = encode(pb.ErrorReply(code=code, reason=reason[:2000], field=field))
+    return RecordDict({ERROR: ConfigRecord({"payload": payload})})
+
+
+def read_error(content: RecordDict) -> pb.ErrorReply | None:
+    if ERROR not in content:
+        return None
+    return decode(pb.ErrorReply, content[ERROR]["payload"])

@@ -1,0 +1,105 @@
+"""The standard round workflow: sample → train → validate → aggregate → evaluate → checkpoint.
+
+Aggregation is the method's Flower strategy (FedAvg unless the method brings
+its own); this loop adds what Flower's `Strategy.start` lacks: seeded
+sampling, rejection of bad updates, a checkpoint after every round (so
+`--resume` continues exactly), and per-round records in the run directory.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from flwr.app import Message
+
+from methods.base import Method, RunSpec
+from server.federation import Federation, FederationError, SampledGrid
+from protos.records import ARRAYS, from_array_record, header_config, to_array_record
+from server.run_dir import RunDirectory
+from server.validation import check_update
+
+# An update larger than this many times the global model is rejected.
+MAX_UPDATE_FACTOR = 1.5
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def initial_arrays(method: Method, spec: RunSpec) -> dict[str, np.ndarray]:
+    torch.manual_seed(spec.federation.seed)
+    return method.shared_state(method.build_model(spec))
+
+
+class GlobalEvaluator:
+    """Evaluates global weights on the server's test split (built once)."""
+
+    def __init__(self, method: Method, spec: RunSpec) -> None:
+        self.method = method
+        self.model = method.build_model(spec)
+        self.test = method.test_dataset(spec)
+
+    def __call__(self, arrays: dict[str, np.ndarray]) -> dict[str, float]:
+        self.method.load_shared_state(self.model, arrays)
+        return self.method.evaluate(self.model, self.test)
+
+
+def run_rounds(
+    fed: Federation,
+    method: Method,
+    spec: RunSpec,
+    run: RunDirectory,
+    state: dict[str, Any],
+    progress: Progress,
+) -> dict[str, Any]:
+    """Run rounds `state["round"]+1 .. R`; returns the final summary figures."""
+    strategy = method.strategy(spec)
+    evaluate = GlobalEvaluator(method, spec)
+    arrays: dict[str, np.ndarray] = state["arrays"]
+    max_bytes = int(MAX_UPDATE_FACTOR * sum(a.nbytes for a in arrays.values())) + 4096
+    figures: dict[str, float] = {}
+    ran_rounds = updated_rounds = 0
+
+    def check(reply: Message) -> str | None:
+        return check_update(reply.content, arrays, max_bytes=max_bytes)
+
+    for rnd in range(state["round"] + 1, spec.federation.num_server_rounds + 1):
+        started = time.perf_counter()
+        ran_rounds += 1
+        sampled = fed.sample(rnd)
+        messages = strategy.configure_train(
+            rnd, to_array_record(arrays), header_config(spec, rnd, "train"), SampledGrid(sampled)
+        )
+        replies = fed.exchange(messages, rnd, "train", check)
+        train_metrics: dict[str, Any] = {}
+        if replies:
+            aggregated, metrics = strategy.aggregate_train(rnd, replies)
+            arrays = from_array_record(aggregated)
+            train_metrics = dict(metrics or {})
+            updated_rounds += 1
+        else:
+            run.log_event(f"round {rnd}: no valid update; the global model is unchanged")
+        figures = evaluate(arrays)
+        record = {
+            "round": rnd,
+            "phase": "train",
+            **figures,
+            "train_loss": train_metrics.get("train-loss"),
+            "sampled": len(sampled),
+            "replies": len(replies),
+            "seconds": time.perf_counter() - started,
+        }
+        run.log_metrics(record)
+        state.update(round=rnd, arrays=arrays)
+        progress(record)  # before the checkpoint: the runner stamps wall time into state
+        save_state(run, state)
+    if ran_rounds and not updated_rounds:
+        raise FederationError("no node produced a valid update in any round (see events.log)")
+    return {"accuracy": figures.get("accuracy"), "loss": figures.get("loss")}
+
+
+def save_state(run: RunDirectory, state: dict[str, Any]) -> None:
+    """Checkpoint the global arrays and the JSON-able rest of the state."""
+    rest = {k: v for k, v in state.items() if k != "arrays"}
+    run.save_checkpoint(state["arrays"], rest)

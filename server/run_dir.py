@@ -1,0 +1,136 @@
+"""The run directory: config, per-round metrics, events, summary, checkpoint.
+
+Layout (DESIGN.md): config.json, metrics.jsonl, summary.json, events.log,
+checkpoint/. The checkpoint is one file written to a temporary name, fsynced
+and renamed over the old one, with a SHA-256 of its payload inside, so a crash
+at any instant leaves either the previous or the new checkpoint, never half of
+one, and a corrupted file is refused instead of half-loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+CHECKPOINT_FILE = "latest.npz"
+_STATE_KEY = "__state_json__"
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be used (exists, missing, or corrupt checkpoint)."""
+
+
+class RunDirectory:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # --- creation -------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, config: Mapping[str, Any]) -> "RunDirectory":
+        """A fresh run directory; refuses to overwrite an earlier run's files."""
+        path = cls.check_free(path)
+        path.mkdir(parents=True, exist_ok=True)
+        run = cls(path)
+        _atomic_write(path / "config.json", json.dumps(dict(config), indent=2, sort_keys=True).encode())
+        return run
+
+    @staticmethod
+    def check_free(path: str | Path) -> Path:
+        """Refuse a directory that already holds a run (nothing is written)."""
+        path = Path(path)
+        if (path / "config.json").exists() or (path / "metrics.jsonl").exists():
+            raise RunDirError(
+                f"{path} already holds a run; choose another --out or continue it with --resume {path}"
+            )
+        return path
+
+    @classmethod
+    def open_existing(cls, path: str | Path) -> "RunDirectory":
+        run = cls(path)
+        if not (run.path / "config.json").is_file():
+            raise RunDirError(f"{path} is not a fedvault run directory (no config.json)")
+        return run
+
+    def config(self) -> dict[str, Any]:
+        return json.loads((self.path / "config.json").read_text())
+
+    # --- append-only records ---------------------------------------------------
+    def log_metrics(self, record: Mapping[str, Any]) -> None:
+        with open(self.path / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps(dict(record), sort_keys=True) + "\n")
+
+    def log_event(self, text: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        text = " | ".join(line for line in text.splitlines() if line.strip())  # one event, one line
+        with open(self.path / "events.log", "a") as fh:
+            fh.write(f"{stamp} {text}\n")
+
+    def metrics(self) -> list[dict[str, Any]]:
+        path = self.path / "metrics.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        text = json.dumps(dict(summary), indent=2, sort_keys=True)
+        _atomic_write(self.path / "summary.json", text.encode())
+
+    def truncate_metrics_after(self, last_round: int) -> None:
+        """On resume, drop records of rounds the checkpoint does not contain."""
+        kept = [m for m in self.metrics() if int(m.get("round", 0)) <= last_round]
+        body = "".join(json.dumps(m, sort_keys=True) + "\n" for m in kept)
+        _atomic_write(self.path / "metrics.jsonl", body.encode())
+
+    # --- checkpoint -------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint" / CHECKPOINT_FILE
+
+    def save_checkpoint(self, arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> None:
+        payload = {k: np.asarray(v) for k, v in arrays.items()}
+        state_json = json.dumps(dict(state), sort_keys=True)
+        digest = _digest(payload, state_json)
+        buffer = io.BytesIO()
+        np.savez(buffer, **payload, **{_STATE_KEY: np.frombuffer(
+            json.dumps({"state": state_json, "sha256": digest}).encode(), dtype=np.uint8)})
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.checkpoint_path, buffer.getvalue())
+
+    def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        path = self.checkpoint_path
+        if not path.is_file():
+            raise RunDirError(f"{self.path} has no checkpoint ({path} is missing): nothing to resume")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files if k != _STATE_KEY}
+                meta = json.loads(bytes(data[_STATE_KEY]).decode())
+        except Exception as exc:  # zip/npy/json errors all mean the same thing here
+            raise RunDirError(f"checkpoint {path} is unreadable or truncated: {exc}") from exc
+        if _digest(arrays, meta["state"]) != meta["sha256"]:
+            raise RunDirError(f"checkpoint {path} fails its SHA-256 check: refusing to load it")
+        return arrays, json.loads(meta["state"])
+
+
+def _digest(arrays: Mapping[str, np.ndarray], state_json: str) -> str:
+    h = hashlib.sha256(state_json.encode())
+    for key in sorted(arrays):
+        value = np.ascontiguousarray(arrays[key])
+        h.update(key.encode() + str(value.dtype).encode() + str(value.shape).encode())
+        h.update(value.tobytes())
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

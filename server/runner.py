@@ -1,0 +1,106 @@
+"""One run, start to finish: run directory, federation, workflow, summary.
+
+`run_job` is what both entry points call: the ServerApp that `flwr run`
+starts (server/app.py) and the in-process simulation of `fedvault simulate`.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import flwr
+import torch
+from flwr.serverapp import Grid
+
+from methods.base import RunSpec, parse_run_spec
+from methods.registry import get_method
+from server.federation import Federation
+from server.rounds import initial_arrays, run_rounds
+from server.run_dir import RunDirectory
+
+WORKFLOWS: dict[str, Callable[..., dict[str, Any]]] = {"rounds": run_rounds}
+
+
+@dataclass
+class Job:
+    """What to run and where; `resume` continues the run in `run_dir`."""
+
+    spec: RunSpec | None
+    run_dir: str
+    scenario: str = ""
+    resume: bool = False
+    deployment: dict[str, Any] = field(default_factory=lambda: {"transport": "simulation"})
+    progress: Callable[[dict[str, Any]], None] = lambda record: None
+
+
+def register_workflow(name: str, workflow: Callable[..., dict[str, Any]]) -> None:
+    if name in WORKFLOWS:
+        raise ValueError(f"workflow {name!r} is registered twice")
+    WORKFLOWS[name] = workflow
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "flwr": flwr.__version__ if hasattr(flwr, "__version__") else "1.39.0",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def open_run(job: Job) -> tuple[RunDirectory, RunSpec, dict[str, Any]]:
+    """The run directory, the spec and the starting state (fresh or from the checkpoint)."""
+    if job.resume:
+        run = RunDirectory.open_existing(job.run_dir)
+        spec = parse_run_spec(run.config()["run"])
+        arrays, state = run.load_checkpoint()
+        run.truncate_metrics_after(int(state["round"]))
+        run.log_event(f"resumed from the checkpoint of round {state['round']}")
+        return run, spec, {**state, "arrays": arrays}
+    assert job.spec is not None
+    config = {
+        "scenario": job.scenario,
+        "run": job.spec.to_flat(),
+        "seed": job.spec.federation.seed,
+        "versions": _versions(),
+        "deployment": job.deployment,
+    }
+    run = RunDirectory.create(job.run_dir, config)
+    method = get_method(job.spec.method_name)
+    state = {"round": 0, "wall_seconds": 0.0, "arrays": initial_arrays(method, job.spec)}
+    return run, job.spec, state
+
+
+def run_job(grid: Grid, job: Job) -> dict[str, Any]:
+    started = time.perf_counter()
+    run, spec, state = open_run(job)
+    torch.set_num_threads(1)  # the ServerApp shares 2 cores with the clients
+    method = get_method(spec.method_name)
+    fed = Federation(grid, spec, run)
+    prior_seconds = float(state.get("wall_seconds", 0.0))
+    try:
+        fed.discover()
+        workflow = WORKFLOWS[method.workflow]
+
+        def progress(record: dict[str, Any]) -> None:
+            state["wall_seconds"] = prior_seconds + time.perf_counter() - started
+            job.progress(record)
+
+        figures = workflow(fed, method, spec, run, state, progress)
+    except Exception as exc:
+        run.log_event(f"run failed: {type(exc).__name__}: {exc}")
+        raise
+    summary = {
+        **figures,
+        "method": spec.method_name,
+        "scenario": job.scenario or run.config().get("scenario", ""),
+        "seed": spec.federation.seed,
+        "rounds": int(state["round"]),
+        "num_clients": len(fed.nodes),
+        "wall_seconds": prior_seconds + time.perf_counter() - started,
+        **run.config().get("deployment", {}),
+    }
+    run.write_summary(summary)
+    return summary

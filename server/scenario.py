@@ -1,0 +1,81 @@
+"""Scenarios: TOML files in simulations/scenarios/, plus `--set` overrides.
+
+A scenario file is nested TOML (`[data]`, `[fedavg]` sections); it is
+flattened to dotted kebab-case keys, overrides replace keys, and the result is
+parsed into a RunSpec (methods/config.py), which rejects unknown keys.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from methods.base import RunSpec, parse_run_spec, valid_keys
+from methods.config import ConfigError
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "simulations" / "scenarios"
+DEFAULT_SCENARIO = "fedavg"
+
+
+def scenario_names() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+
+
+def scenario_description(name: str) -> str:
+    first = scenario_path(name).read_text().splitlines()[:1]
+    return first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+
+
+def scenario_path(name: str) -> Path:
+    path = SCENARIO_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown scenario {name!r}; available scenarios: {', '.join(scenario_names())}"
+        )
+    return path
+
+
+def flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def load_scenario(name: str) -> dict[str, Any]:
+    with open(scenario_path(name), "rb") as fh:
+        return flatten(tomllib.load(fh))
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, str]:
+    """`key=value` strings (repeatable `--set`) as a dict; malformed items are errors."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def resolve(name: str, overrides: Mapping[str, Any] | None = None) -> RunSpec:
+    flat = load_scenario(name)
+    overrides = dict(overrides or {})
+    method = str(overrides.get("method", flat.get("method", "fedavg")))
+    known = set(valid_keys(method))
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} for scenario {name!r}; valid keys: {', '.join(sorted(known))}"
+        )
+    flat.update(overrides)
+    return parse_run_spec(flat)
+
+
+def split_override_string(text: str) -> list[str]:
+    """Flower run config carries overrides as one string: "k=v;k=v"."""
+    return [part for part in (p.strip() for p in text.split(";")) if part]

@@ -1,0 +1,61 @@
+"""Reject bad client updates before they reach aggregation.
+
+A reply is checked against the global model it answers: the same keys, shapes
+and dtypes, only finite values, a positive example count, and a bounded size.
+The reason of a rejection is a short sentence that goes to events.log.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+from flwr.app import ArrayRecord, MetricRecord, RecordDict
+
+from protos.records import ARRAYS, METRICS
+
+
+def check_update(
+    content: RecordDict,
+    template: Mapping[str, np.ndarray],
+    *,
+    max_bytes: int,
+) -> str | None:
+    """None when the update may be aggregated, else why not."""
+    arrays = content.get(ARRAYS)
+    metrics = content.get(METRICS)
+    if not isinstance(arrays, ArrayRecord):
+        return "reply has no ArrayRecord 'arrays'"
+    if not isinstance(metrics, MetricRecord) or "num-examples" not in metrics:
+        return "reply has no MetricRecord 'metrics' with 'num-examples'"
+    if not np.isfinite(metrics["num-examples"]) or metrics["num-examples"] <= 0:
+        return f"num-examples must be > 0 (got {metrics['num-examples']})"
+    if set(arrays) != set(template):
+        missing = sorted(set(template) - set(arrays))[:3]
+        extra = sorted(set(arrays) - set(template))[:3]
+        return f"array keys differ from the global model (missing {missing}, unexpected {extra})"
+    size = sum(len(a.data) for a in arrays.values())
+    if size > max_bytes:
+        return f"update of {size} bytes exceeds the limit of {max_bytes}"
+    for key, ref in template.items():
+        reason = _check_array(key, arrays[key], ref)
+        if reason:
+            return reason
+    return None
+
+
+def _check_array(key: str, array, ref: np.ndarray) -> str | None:
+    if tuple(array.shape) != tuple(ref.shape) or array.dtype != str(ref.dtype):
+        return (
+            f"{key}: shape {tuple(array.shape)} dtype {array.dtype} "
+            f"!= expected {tuple(ref.shape)} {ref.dtype}"
+        )
+    try:
+        value = array.numpy()
+    except Exception as exc:  # undecodable bytes inside a well-formed record
+        return f"{key}: cannot decode array ({exc})"
+    if value.shape != ref.shape:
+        return f"{key}: decoded shape {value.shape} != expected {ref.shape}"
+    if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+        return f"{key}: contains NaN or infinite values"
+    return None

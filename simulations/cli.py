@@ -1,0 +1,114 @@
+"""The `fedvault` command (typer). Exit codes: 0 ok, 1 run failed, 2 bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from methods.config import ConfigError
+from server.run_dir import RunDirError, RunDirectory
+from server.runner import Job
+from server.scenario import (
+    DEFAULT_SCENARIO,
+    parse_overrides,
+    resolve,
+    scenario_description,
+    scenario_names,
+)
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def summary_table(summary: dict) -> Table:
+    table = Table(title="summary", show_header=True)
+    table.add_column("key")
+    table.add_column("value")
+    for key, value in sorted(summary.items()):
+        text = f"{value:.4f}" if isinstance(value, float) else json.dumps(value)
+        table.add_row(key, text[:120])
+    return table
+
+
+def finish(run_dir: Path) -> None:
+    """Print the summary table, or exit 1 with the last events when the run failed."""
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        events = run_dir / "events.log"
+        tail = events.read_text().splitlines()[-5:] if events.exists() else []
+        fail("the run did not finish:\n  " + "\n  ".join(tail or ["(no events)"]), code=1)
+    console.print(summary_table(json.loads(summary_path.read_text())))
+    console.print(f"run directory: [bold]{run_dir}[/]")
+
+
+@cli.command()
+def simulate(
+    scenario: str = typer.Argument(DEFAULT_SCENARIO, help="scenario name (fedvault scenarios)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run directory to create"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="overrides the scenario's seed"),
+    set_: List[str] = typer.Option([], "--set", help="key=value override (repeatable)"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue this run directory"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
+                                              help="run on an existing Ray cluster"),
+    verbose: bool = typer.Option(False, "--verbose", help="show Flower's and Ray's logs"),
+) -> None:
+    """Run a scenario with Flower's Simulation Engine."""
+    from simulations.simulate import default_run_dir, round_line, run_in_process
+
+    try:
+        if resume is not None:
+            run = RunDirectory.open_existing(resume)
+            run.load_checkpoint()  # refuse a corrupt checkpoint before starting Ray
+            flat = run.config()["run"]
+            job = Job(spec=None, run_dir=str(resume), resume=True)
+            total, nodes = int(flat["num-server-rounds"]), int(flat["num-clients"])
+        else:
+            overrides = parse_overrides(set_)
+            if seed is not None:
+                overrides["seed"] = str(seed)
+            spec = resolve(scenario, overrides)
+            run_dir = out or default_run_dir(scenario, spec.federation.seed)
+            RunDirectory.check_free(run_dir)
+            job = Job(spec=spec, run_dir=str(run_dir), scenario=scenario)
+            total, nodes = spec.federation.num_server_rounds, spec.federation.num_clients
+    except (ConfigError, RunDirError) as exc:
+        fail(str(exc))
+    job.progress = lambda record: console.print(round_line(record, total))
+    console.print(f"[bold]{scenario}[/]: {nodes} simulated nodes, {total} rounds → {job.run_dir}")
+    run_in_process(job, nodes, ray_address=ray_address, verbose=verbose)
+    finish(Path(job.run_dir))
+
+
+@cli.command()
+def scenarios() -> None:
+    """List the scenarios."""
+    for name in scenario_names():
+        console.print(f"[bold]{name:14}[/] {scenario_description(name)}")
+
+
+@cli.command()
+def methods() -> None:
+    """List the registered methods."""
+    from methods.registry import get_method, method_names
+
+    for name in method_names():
+        console.print(f"[bold]{name:14}[/] {get_method(name).paper}")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""`fedvault simulate`: Flower's Simulation Engine (Ray), in this process.
+
+The ServerApp runs in a thread of this process and writes the run directory;
+ClientApps run in Ray actors, one CPU each. Ray can be an existing cluster:
+`--ray-address` (or RAY_ADDRESS) is passed to `ray.init`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from clients.app import app as client_app
+from server.app import make_server_app
+from server.runner import Job
+
+console = Console()
+
+
+def simulation_env() -> None:
+    """Offline, quiet, and nothing left behind in the user's home."""
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_TMPDIR", tempfile.gettempdir())
+
+
+def backend_config(ray_address: str | None, num_cpus_per_client: float) -> dict[str, Any]:
+    init_args: dict[str, Any] = {
+        "include_dashboard": False,
+        "logging_level": logging.ERROR,
+        "log_to_driver": True,
+    }
+    if ray_address:
+        init_args["address"] = ray_address
+    return {
+        "client_resources": {"num_cpus": num_cpus_per_client, "num_gpus": 0.0},
+        "init_args": init_args,
+    }
+
+
+def run_in_process(job: Job, num_nodes: int, *, ray_address: str | None = None,
+                   verbose: bool = False) -> None:
+    """Run the job on `num_nodes` virtual SuperNodes; returns when the run ends."""
+    from flwr.simulation import run_simulation
+
+    simulation_env()
+    if not verbose:
+        logging.getLogger("flwr").setLevel(logging.WARNING)
+    run_simulation(
+        server_app=make_server_app(job),
+        client_app=client_app,
+        num_supernodes=num_nodes,
+        backend_config=backend_config(ray_address, 1.0),
+        verbose_logging=verbose,
+    )
+
+
+def round_line(record: dict[str, Any], total: int) -> str:
+    parts = [f"round {record['round']}/{total}"]
+    for key in ("accuracy", "loss", "train_loss"):
+        if isinstance(record.get(key), float):
+            parts.append(f"{key} {record[key]:.4f}")
+    if "replies" in record:
+        parts.append(f"replies {record['replies']}/{record.get('sampled')}")
+    parts.append(f"{record.get('seconds', 0):.1f}s")
+    return "  ".join(parts)
+
+
+def default_run_dir(scenario: str, seed: int) -> Path:
+    import time
+
+    return Path("runs") / f"{scenario}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
