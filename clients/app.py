@@ -2,8 +2,9 @@
 
 Every request carries the typed RoundHeader with the resolved run config, so a
 node needs nothing but its node config (its partition or its data directory).
-A failure becomes a structured ErrorReply that the server logs with the node
-and round, instead of an opaque crash.
+The header's phase selects the function (clients/phases.py). A failure
+becomes a structured ErrorReply that the server logs with the node and round,
+instead of an opaque crash.
 """
 
 from __future__ import annotations
@@ -11,23 +12,15 @@ from __future__ import annotations
 import traceback
 from typing import Callable
 
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from clients.node_data import describe_node
-from clients.tasks import train_task
+from clients.phases import PHASES
 from methods.base import RunSpec
 from protos import fedvault_pb2 as pb
 from protos.codec import encode
-from protos.records import (
-    ARRAYS,
-    CONFIG,
-    METRICS,
-    error_content,
-    from_array_record,
-    read_header,
-    to_array_record,
-)
+from protos.records import CONFIG, error_content, read_header
 
 app = ClientApp()
 
@@ -47,6 +40,14 @@ def _guarded(msg: Message, work: Callable[[], RecordDict]) -> Message:
     return Message(content, reply_to=msg)
 
 
+def _dispatch(msg: Message, context: Context) -> RecordDict:
+    header = read_header(msg)
+    if header.phase not in PHASES:
+        raise ValueError(f"unknown phase {header.phase!r}; this node knows {sorted(PHASES)}")
+    spec = RunSpec.from_json(header.config_json)
+    return PHASES[header.phase](spec, header, msg.content, context)
+
+
 @app.query("info")
 def info(msg: Message, context: Context) -> Message:
     def work() -> RecordDict:
@@ -59,12 +60,14 @@ def info(msg: Message, context: Context) -> Message:
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    def work() -> RecordDict:
-        header = read_header(msg)
-        spec = RunSpec.from_json(header.config_json)
-        arrays, metrics = train_task(
-            spec, header.round, from_array_record(msg.content[ARRAYS]), context.node_config
-        )
-        return RecordDict({ARRAYS: to_array_record(arrays), METRICS: MetricRecord(metrics)})
+    return _guarded(msg, lambda: _dispatch(msg, context))
 
-    return _guarded(msg, work)
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    return _guarded(msg, lambda: _dispatch(msg, context))
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    return _guarded(msg, lambda: _dispatch(msg, context))

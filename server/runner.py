@@ -18,11 +18,9 @@ from flwr.serverapp import Grid
 from methods.base import RunSpec, parse_run_spec
 from methods.registry import get_method
 from server.federation import Federation
-from server.rounds import initial_arrays, run_rounds
+from server.rounds import initial_arrays
+from server.workflows import WORKFLOWS
 from server.run_dir import RunDirectory
-
-WORKFLOWS: dict[str, Callable[..., dict[str, Any]]] = {"rounds": run_rounds}
-
 
 @dataclass
 class Job:
@@ -34,12 +32,6 @@ class Job:
     resume: bool = False
     deployment: dict[str, Any] = field(default_factory=lambda: {"transport": "simulation"})
     progress: Callable[[dict[str, Any]], None] = lambda record: None
-
-
-def register_workflow(name: str, workflow: Callable[..., dict[str, Any]]) -> None:
-    if name in WORKFLOWS:
-        raise ValueError(f"workflow {name!r} is registered twice")
-    WORKFLOWS[name] = workflow
 
 
 def _versions() -> dict[str, str]:

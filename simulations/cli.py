@@ -91,6 +91,24 @@ def simulate(
 
 
 @cli.command()
+def bench(
+    name: str = typer.Argument(..., help="benchmark name"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write the JSON result here"),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="comma-separated seeds"),
+) -> None:
+    """Run a benchmark; prints JSON with its figures and a pass flag."""
+    from simulations.bench import BENCHES, run_bench
+
+    if name not in BENCHES:
+        fail(f"unknown benchmark {name!r}; available: {', '.join(sorted(BENCHES)) or '(none)'}")
+    seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    result = run_bench(name, out, seed_list)
+    console.print_json(json.dumps(result))
+    if not result.get("pass", False):
+        raise typer.Exit(1)
+
+
+@cli.command()
 def scenarios() -> None:
     """List the scenarios."""
     for name in scenario_names():

@@ -64,7 +64,7 @@ def _dirichlet_draw(y: np.ndarray, num_clients: int, alpha: float,
 
 
 def dirichlet(y: np.ndarray, num_clients: int, alpha: float, seed: int, *,
-              min_size: int = 10, max_tries: int = 100) -> list[np.ndarray]:
+              min_size: int = 10, max_tries: int = 1000) -> list[np.ndarray]:
     """Per-class Dirichlet(alpha) label skew; redrawn until every client has min_size samples.
 
     Raises ValueError after max_tries draws (alpha too small or too many clients for
@@ -74,9 +74,9 @@ def dirichlet(y: np.ndarray, num_clients: int, alpha: float, seed: int, *,
     _check_num_clients(y, num_clients)
     if not alpha > 0:
         raise ValueError(f"alpha must be > 0 (the Dirichlet concentration), got {alpha!r}")
-    if min_size < 0 or min_size * num_clients > len(y):
-        raise ValueError(f"min_size={min_size} is impossible: {num_clients} clients × "
-                         f"{min_size} > {len(y)} samples")
+    if not 0 <= min_size * num_clients <= len(y):
+        raise ValueError(f"min_size={min_size} is impossible: it must be >= 0 and "
+                         f"{num_clients} clients × min_size <= {len(y)} samples")
     rng = _rng(seed)
     for _ in range(max_tries):
         shards = _dirichlet_draw(y, num_clients, alpha, rng)

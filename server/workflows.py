@@ -1,0 +1,18 @@
+"""Server workflows by name; a method names its own (`Method.workflow`).
+
+A workflow is `(federation, method, spec, run_dir, state, progress) -> summary
+figures`. It must checkpoint through `server.rounds.save_state` after each
+round or phase so `--resume` continues where the run stopped. One line each.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from server.rounds import run_rounds
+
+Workflow = Callable[..., dict[str, Any]]
+
+WORKFLOWS: dict[str, Workflow] = {
+    "rounds": run_rounds,
+}

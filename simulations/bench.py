@@ -1,0 +1,33 @@
+"""`fedvault bench NAME`: benchmarks that print figures measured in one run.
+
+Each benchmark is a function `(out: Path | None, seeds: list[int] | None) -> dict`
+returning a JSON-able result with a `pass` flag against its band or target;
+the CLI prints it and writes it to --out. Timings are medians and ratios taken
+side by side in the same process (the machines are shared and noisy).
+One line per benchmark below.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+Bench = Callable[..., dict[str, Any]]
+
+BENCHES: dict[str, str] = {
+    # name: "module:function" (imported lazily: benches pull in heavy code)
+}
+
+
+def run_bench(name: str, out: Path | None, seeds: list[int] | None) -> dict[str, Any]:
+    import importlib
+
+    if name not in BENCHES:
+        raise KeyError(f"unknown benchmark {name!r}; available: {', '.join(sorted(BENCHES)) or '(none)'}")
+    module, func = BENCHES[name].split(":")
+    result = getattr(importlib.import_module(module), func)(out=out, seeds=seeds)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, sort_keys=True))
+    return result

@@ -1,0 +1,52 @@
+"""Shared fixtures: an isolated Flower/Ray environment and the fedvault CLI.
+
+Every test that starts processes gets its own FLWR_HOME and RAY_TMPDIR, and
+telemetry, update checks and runtime dependency installation are off.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def isolated_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        FLWR_HOME=str(tmp / "flwr-home"),
+        RAY_TMPDIR=str(tmp / "ray"),
+        FLWR_TELEMETRY_ENABLED="0",
+        FLWR_DISABLE_UPDATE_CHECK="1",
+        FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
+        RAY_USAGE_STATS_ENABLED="0",
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=str(REPO),
+    )
+    (tmp / "ray").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+@pytest.fixture
+def fedvault_cli(tmp_path):
+    """Run `fedvault ARGS...` in a subprocess; returns the CompletedProcess."""
+
+    def run(*args: str, timeout: float = 600, check: bool = False) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [sys.executable, "-m", "simulations.cli", *args],
+            cwd=REPO,
+            env=isolated_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"fedvault {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    return run
