@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Mapping
 
 from methods.base import Method, RunSpec
-from methods.common.datasets import ArrayDataset, load_image_folder
+from methods.common.datasets import ArrayDataset, class_names_of, load_image_folder
 from methods.common.partition import partition
 
 # Node-config keys (kebab-case, as Flower's --node-config).
@@ -64,20 +64,17 @@ _SHARD_CACHE: dict = {}
 def _local_folder(method: Method, spec: RunSpec, root: str) -> ArrayDataset:
     reference = method.test_dataset(spec)  # the model's input shape and class count
     channels, height, width = reference.x.shape[1:]
-    return _load_folder(root, channels, height, width, reference.num_classes, reference.name)
+    return _load_folder(root, channels, (height, width), class_names_of(reference), reference.name)
 
 
 @lru_cache(maxsize=4)
-def _load_folder(root, channels, height, width, num_classes, reference_name):
-    data = load_image_folder(
-        root, channels=channels, size=(height, width), normalize=_NORMALISATION.get(reference_name)
+def _load_folder(root, channels, size, class_names, reference_name):
+    # `classes` keeps labels global: a shard holding only digits 3 and 7 must
+    # not relabel them 0 and 1.
+    return load_image_folder(
+        root, channels=channels, size=size, normalize=_NORMALISATION.get(reference_name),
+        classes=class_names,
     )
-    if data.num_classes > num_classes:
-        raise ValueError(
-            f"{root} has {data.num_classes} class folders but the run's model has "
-            f"{num_classes} outputs ({reference_name})"
-        )
-    return data
 
 
 # A node's own images get the same normalisation as the data set the run's

@@ -311,7 +311,7 @@ def load_image_folder(root: str | Path, *, channels: int = 1, size: tuple[int, i
                         f"image-folder:{root.name}", names)
 
 
-def _default_class_names(dataset: ArrayDataset) -> tuple[str, ...]:
+def class_names_of(dataset: ArrayDataset) -> tuple[str, ...]:
     if dataset.class_names is not None:
         return dataset.class_names
     # Zero-padded so that sorted directory names keep label order ("10" < "2" otherwise).
@@ -342,7 +342,7 @@ def write_image_folder(dataset: ArrayDataset, root: str | Path,
     """
     from PIL import Image
 
-    names = tuple(class_names) if class_names is not None else _default_class_names(dataset)
+    names = tuple(class_names) if class_names is not None else class_names_of(dataset)
     _check_class_names(names, dataset.num_classes)
     if dataset.x.shape[1] not in (1, 3):
         raise DatasetError(f"only 1- or 3-channel images can be written, got {dataset.x.shape}")
