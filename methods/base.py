@@ -165,8 +165,8 @@ class Method(ABC):
     def evaluate(self, model: nn.Module, dataset: ArrayDataset) -> dict[str, float]:
         """Accuracy and mean cross-entropy on `dataset`."""
         model.eval()
-        x = torch.as_tensor(dataset.x)
-        y = torch.as_tensor(dataset.y)
+        x = torch.tensor(dataset.x)  # a copy: cached data sets are read-only
+        y = torch.tensor(dataset.y)
         loss, correct = 0.0, 0
         for start in range(0, len(y), 512):
             logits = model(x[start : start + 512])

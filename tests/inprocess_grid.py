@@ -1,0 +1,61 @@
+"""A Grid stand-in that hands each message to the real ClientApp in this process.
+
+Workflows run against it exactly as against Flower's grids, in seconds and
+without Ray, and every message and reply is recorded for inspection. Nodes
+listed in `dead` never answer (a killed SuperNode); `tamper` may rewrite a
+node's replies (a malicious or broken client).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from flwr.app import Context, Message, RecordDict
+from flwr.supercore.task_identity import TaskIdentity
+
+from clients.app import app as client_app
+
+
+class InProcessGrid:
+    def __init__(
+        self,
+        node_configs: list[dict],
+        *,
+        dead: Iterable[int] = (),
+        tamper: Callable[[int, Message], Message] | None = None,
+        first_node_id: int = 1000,
+    ) -> None:
+        # The ClientApp expects a task identity in its process (set by Flower's runtimes).
+        TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = 1
+        self.contexts = {
+            first_node_id + i: Context(
+                run_id=1, node_id=first_node_id + i, node_config=dict(cfg),
+                state=RecordDict(), run_config={},
+            )
+            for i, cfg in enumerate(node_configs)
+        }
+        self.dead = set(dead)
+        self.tamper = tamper
+        self.sent: list[Message] = []
+        self.replies: list[tuple[int, Message]] = []
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.contexts)
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
+        replies = []
+        for msg in messages:
+            node_id = msg.metadata.dst_node_id
+            self.sent.append(msg)
+            if node_id in self.dead:
+                continue
+            reply = client_app(msg, self.contexts[node_id])
+            if self.tamper is not None:
+                reply = self.tamper(node_id, reply)
+            self.replies.append((node_id, reply))
+            replies.append(reply)
+        return replies
+
+
+def partition_nodes(n: int) -> list[dict]:
+    return [{"partition-id": i, "num-partitions": n} for i in range(n)]
