@@ -7,13 +7,13 @@ which other modules happened to be imported first.
 from __future__ import annotations
 
 from methods.base import Method
+from methods.config import ConfigError
 
 _REGISTRY: dict[str, Method] = {}
 
 
-class UnknownMethodError(KeyError):
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
+class UnknownMethodError(ConfigError):
+    """An unknown method name (a configuration error: the CLI exits 2)."""
 
 
 def register(method: Method) -> Method:
