@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def isolated_env(tmp: Path) -> dict[str, str]:
+    # Ray's AF_UNIX socket paths must stay under 107 bytes: pytest's tmp paths
+    # are too long, so Ray gets a short directory of its own under /tmp.
+    ray_tmp = tmp / "ray-dir.txt"
+    if not ray_tmp.exists():
+        tmp.mkdir(parents=True, exist_ok=True)
+        ray_tmp.write_text(tempfile.mkdtemp(prefix="fvray-", dir="/tmp"))
     env = dict(os.environ)
     env.update(
         FLWR_HOME=str(tmp / "flwr-home"),
-        RAY_TMPDIR=str(tmp / "ray"),
+        RAY_TMPDIR=ray_tmp.read_text(),
         FLWR_TELEMETRY_ENABLED="0",
         FLWR_DISABLE_UPDATE_CHECK="1",
         FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
@@ -28,7 +35,6 @@ def isolated_env(tmp: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         PYTHONPATH=str(REPO),
     )
-    (tmp / "ray").mkdir(parents=True, exist_ok=True)
     return env
 
 
