@@ -34,6 +34,8 @@ def isolated_env(tmp: Path) -> dict[str, str]:
         RAY_USAGE_STATS_ENABLED="0",
         PYTHONUNBUFFERED="1",
         PYTHONPATH=str(REPO),
+        # Flower starts its own executables (flower-superlink, flwr-clientapp) by name.
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     )
     return env
 

@@ -1,0 +1,193 @@
+"""Claims about FedSA's server workflow (server/fedsa.py) on an in-process grid (no Ray).
+
+The grid hands every message to the real ClientApp and records every reply, and
+it keeps each node's Context, so a test can hold what a node sent against what
+it holds privately (its teacher and translator in `context.state`).
+"""
+
+import base64
+import json
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.common.serde import recorddict_to_proto
+
+from clients.fedsa_host import TEACHER, TRANSLATOR
+from protos import fedvault_pb2 as pb
+from protos.codec import decode
+from protos.records import ARRAYS, CONFIG, METRICS, from_array_record, to_array_record
+from server.federation import FederationError
+from server.fedsa import FedSAAverage
+from server.runner import Job, run_job
+from server.scenario import resolve
+from tests.inprocess_grid import InProcessGrid, partition_nodes
+
+pytestmark = pytest.mark.unit
+
+FAST = {"num-server-rounds": "2", "fedsa.reselect-every": "1", "fedsa.teacher-epochs": "1",
+        "fedsa.probe-epochs": "2", "fedsa.adapt-epochs": "2", "fedsa.batch-size": "256",
+        "fedsa.selection": "topk", "node-wait-timeout": "2"}
+
+
+def _run(tmp_path, grid, name="run", **over):
+    torch.set_num_threads(1)
+    job = Job(spec=resolve("fedsa", {**FAST, **over}), run_dir=str(tmp_path / name), scenario="fedsa")
+    return run_job(grid, job), tmp_path / name
+
+
+def _phase(grid, reply: Message) -> str:
+    request = next(m for m in grid.sent if m.metadata.message_id == reply.metadata.reply_to_message_id)
+    if request.metadata.message_type == "query.info":
+        return "info"
+    return decode(pb.RoundHeader, request.content[CONFIG]["header"]).phase
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    grid = InProcessGrid(partition_nodes(6))
+    summary, run = _run(tmp_path_factory.mktemp("honest"), grid)
+    return grid, summary, run
+
+
+def test_a_run_reports_the_issue_summary(honest):
+    _, summary, run = honest
+    assert 0.0 <= summary["accuracy"] <= 1.0 and 0.0 <= summary["accuracy_scratch"] <= 1.0
+    assert set(summary["similarity"]) == {f"p{i}" for i in range(6)}
+    assert all(0.5 <= s <= 1.0 for s in summary["similarity"].values())  # sim_i / N_p
+    assert summary["selection_precision"] in (0.0, 0.5, 1.0)  # top-2 at the first selection
+    assert [s["round"] for s in summary["selected"]] == [1, 2]
+    assert all(sum(s["draws"].values()) == 2 for s in summary["selected"])
+    assert summary["teacher_weights_sent"] is False and summary["bytes_from_teachers"] > 0
+    phases = [(m["round"], m["phase"]) for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+    assert phases == [(0, "teacher"), (0, "prefit"), (1, "select"), (1, "distill"),
+                      (2, "select"), (2, "distill"), (2, "adapt")]
+
+
+def test_no_teacher_or_translator_tensor_is_in_any_message_a_node_sends(honest):
+    grid, _, _ = honest
+    assert len(grid.replies) == 6 + 6 + 6 * 2 + 2 * 2  # info, teacher, 2 selects, 2 distills
+    for node_id, reply in grid.replies:
+        state = grid.contexts[node_id].state
+        private = from_array_record(state[TEACHER])
+        if TRANSLATOR in state:
+            private.update({f"translator.{k}": v for k, v in from_array_record(state[TRANSLATOR]).items()})
+        blob = recorddict_to_proto(reply.content).SerializeToString()
+        sent = [a.numpy() for record in reply.content.values() if isinstance(record, ArrayRecord)
+                for a in record.values()]
+        for name, tensor in private.items():
+            if tensor.size > 1 and tensor.min() != tensor.max():
+                assert tensor.tobytes() not in blob, f"{name} left node {node_id}"
+                assert not any(a.shape == tensor.shape and np.array_equal(a, tensor) for a in sent)
+
+
+def test_a_selection_reply_is_nothing_but_one_similarity_report(honest):
+    grid, _, _ = honest
+    selects = [r for _, r in grid.replies if _phase(grid, r) == "select"]
+    assert len(selects) == 12
+    for reply in selects:
+        assert set(reply.content) == {CONFIG} and set(reply.content[CONFIG]) == {"similarity"}
+        decode(pb.SimilarityReport, reply.content[CONFIG]["similarity"])
+
+
+def test_bytes_from_teachers_is_the_serialized_size_of_every_fedsa_reply(honest):
+    grid, summary, _ = honest
+    expected = sum(recorddict_to_proto(r.content).ByteSize() for _, r in grid.replies
+                   if _phase(grid, r) != "info")
+    assert summary["bytes_from_teachers"] == expected
+    by_phase = summary["bytes_from_teachers_by_phase"]
+    assert by_phase["select"] < 100 * 12  # a scalar report each, not maps or weights
+
+
+def test_selection_decisions_are_logged_as_typed_payloads(honest):
+    grid, summary, run = honest
+    records = [m for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+               if m["phase"] == "select"]
+    for record, selected in zip(records, summary["selected"]):
+        decision = decode(pb.SelectionDecision, base64.b64decode(record["decision"]["payload"]))
+        assert decision.mode == "topk" and sorted(decision.weights) == [0.5, 0.5]
+        assert len(decision.node_ids) == 2 and set(decision.node_ids) <= set(grid.contexts)
+        top2 = sorted(record["similarity"], key=lambda k: -record["similarity"][k])[:2]
+        assert sorted(selected["draws"]) == sorted(top2)
+    distilled = [n for n, r in grid.replies if _phase(grid, r) == "distill"]
+    assert len(distilled) == 4  # only the drawn nodes distil
+
+
+def test_draws_weigh_the_average_not_example_counts():
+    strategy = FedSAAverage()
+    strategy.draws = {1: 2, 2: 1}
+    a = {"w": np.full(3, 3.0, np.float32), "n": np.asarray(10, np.int64)}
+    b = {"w": np.zeros(3, np.float32), "n": np.asarray(13, np.int64)}
+    replies = []
+    for node, arrays, examples in ((1, a, 1), (2, b, 10_000)):
+        reply = Message(RecordDict({ARRAYS: to_array_record(arrays), METRICS: MetricRecord(
+            {"num-examples": examples, "train-loss": 1.0})}), dst_node_id=node, message_type="train")
+        reply.metadata.__dict__["_src_node_id"] = node
+        replies.append(reply)
+    arrays, metrics = strategy.aggregate_train(1, replies)
+    mean = from_array_record(arrays)
+    assert np.allclose(mean["w"], 2.0)  # (2·3 + 1·0) / 3, whatever num-examples says
+    assert mean["n"].dtype == np.int64 and mean["n"].shape == () and int(mean["n"]) == 11
+    assert metrics["train-loss"] == pytest.approx(1.0)
+
+
+def test_fewer_teachers_than_k_is_a_clear_error_at_start(tmp_path):
+    with pytest.raises(FederationError, match=r"needs k=3 teachers but only 2 node\(s\)"):
+        _run(tmp_path, InProcessGrid(partition_nodes(2)), **{"fedsa.k": "3", "num-clients": "2"})
+    metrics = (tmp_path / "run" / "metrics.jsonl")
+    assert not metrics.exists()  # nothing was trained
+
+
+def _nan_report(rnd: int) -> bytes:
+    report = pb.SimilarityReport(version=1, round=rnd, similarity=float("nan"), num_probe=50)
+    return report.SerializeToString()  # written raw: encode() would refuse it at the source
+
+
+def test_bad_similarities_and_bad_updates_are_dropped_and_logged(tmp_path):
+    grid = InProcessGrid(partition_nodes(6))
+    p = {i: node for i, node in enumerate(sorted(grid.contexts))}
+    broken = {"distill": 0}
+
+    def tamper(node_id: int, reply: Message) -> Message:
+        phase = _phase(grid, reply)
+        if phase == "select" and node_id == p[0]:  # NaN similarity, every selection
+            reply.content[CONFIG] = ConfigRecord({"similarity": _nan_report(1)})
+        elif phase == "select" and node_id == p[1]:  # no report at all
+            del reply.content[CONFIG]
+        elif phase == "distill" and not broken["distill"]:  # one update of the wrong shape
+            broken["distill"] = node_id
+            arrays = from_array_record(reply.content[ARRAYS])
+            arrays["features.0.weight"] = arrays["features.0.weight"][:4]
+            reply.content[ARRAYS] = to_array_record(arrays)
+        return reply
+
+    grid.tamper = tamper
+    grid.replies = []
+    summary, run = _run(tmp_path, grid)
+    events = (run / "events.log").read_text()
+    assert f"node {p[0]} (partition 0) update rejected: no valid SimilarityReport" in events
+    assert "must be finite" in events
+    assert f"node {p[1]} (partition 1) update rejected: no valid SimilarityReport" in events
+    assert "features.0.weight: shape (4, 1, 3, 3)" in events
+    assert set(summary["similarity"]) == {"p2", "p3", "p4", "p5"}  # the two were dropped
+    distills = [m for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+                if m["phase"] == "distill"]
+    assert [m["replies"] for m in distills] == [1, 2]  # round 1 averaged the good update only
+    assert summary["teacher_weights_sent"] is False  # bad, but no foreign content
+
+
+def test_a_reply_carrying_extra_arrays_is_reported_as_teacher_weights_sent(tmp_path):
+    grid = InProcessGrid(partition_nodes(6))
+
+    def leak(node_id: int, reply: Message) -> Message:
+        if _phase(grid, reply) == "distill":
+            teacher = from_array_record(grid.contexts[node_id].state[TEACHER])
+            reply.content["leak"] = to_array_record(teacher)
+        return reply
+
+    grid.tamper = leak
+    summary, run = _run(tmp_path, grid, **{"num-server-rounds": "1"})
+    assert summary["teacher_weights_sent"] is True
+    assert "distill: node" in (run / "events.log").read_text()
+    assert "record 'leak' (ArrayRecord)" in (run / "events.log").read_text()
