@@ -91,6 +91,29 @@ def simulate(
 
 
 @cli.command()
+def node(
+    superlink: str = typer.Option(..., "--superlink", help="the SuperLink's Fleet API HOST:PORT"),
+    root_certificates: Optional[Path] = typer.Option(None, "--root-certificates", help="CA certificate (PEM) for TLS"),
+    auth_key: Optional[Path] = typer.Option(None, "--auth-key", help="this node's registered private key (OpenSSH)"),
+    insecure: bool = typer.Option(False, "--insecure", help="no TLS, no node authentication"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="this node's own image folder"),
+    partition: Optional[str] = typer.Option(None, "--partition", help="demo data: partition i/n of the bundled set"),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="a private teacher checkpoint (FedSA)"),
+    state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="where this node keeps private state (LIRF deposits)"),
+    port: Optional[int] = typer.Option(None, "--port", help="the node's local Runtime API port (default: a free one)"),
+) -> None:
+    """Start one real client: a SuperNode whose data stay on this host."""
+    from simulations.node import NodeArgumentError, NodeOptions, exec_node
+
+    opts = NodeOptions(superlink, root_certificates, auth_key, insecure, data_dir, partition,
+                       teacher, state_dir, port)
+    try:
+        exec_node(opts)
+    except NodeArgumentError as exc:
+        fail(str(exc))
+
+
+@cli.command()
 def bench(
     name: str = typer.Argument(..., help="benchmark name"),
     out: Optional[Path] = typer.Option(None, "--out", help="write the JSON result here"),
