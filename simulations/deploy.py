@@ -1,12 +1,10 @@
-"""A real local Flower federation over gRPC on 127.0.0.1: one SuperLink, N
-SuperNodes, runs submitted with the `flwr` CLI. Used by `fedvault deploy` and by
-the integration tests.
+"""A real local Flower federation over gRPC: one SuperLink and N SuperNodes on
+127.0.0.1, runs submitted with the `flwr` CLI (for `fedvault deploy` and tests).
 
 Everything binds to 127.0.0.1 only (Flower's Fleet API default is 0.0.0.0),
 every port is freshly picked, and all Flower state (config.toml, apps/, the
-SQLite DB, Ray's temp dir) lives under `workdir`, so two federations (two test
-jobs, two engineers) never share anything. By default the federation uses TLS
-and SuperNode authentication, as a real deployment would.
+SQLite DB, Ray's temp dir) lives under `workdir`, so two federations share
+nothing. TLS and SuperNode authentication are on by default, as in production.
 
     with LocalFederation(workdir, num_nodes=2) as fed:
         run_id = fed.submit(app_dir, {"num-server-rounds": 1})
@@ -32,69 +30,61 @@ from simulations.tls import TlsFiles, generate_node_keypair, generate_tls
 ConfigValue = str | int | float | bool
 
 CONNECTION = "fedvault-local"
-# Flower's CLI may print a banner or warnings before its JSON document.
-_JSON_START = re.compile(r"^\{", re.MULTILINE)
+_KEY = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 
 def _bin(name: str) -> str:
-    """A Flower executable from this interpreter's environment (the venv),
-    so a non-activated `.venv/bin/python -m pytest` still finds the right one."""
+    """A Flower executable from this interpreter's environment (the venv), so a
+    non-activated `.venv/bin/python -m pytest` still runs the right Flower."""
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else name
 
 
-# ---- TOML values (Flower parses --node-config and -c files as TOML) ----------
-
-
-_KEY = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+# ---- config files and strings (Flower parses all of them as TOML) -------------
 
 
 def toml_value(value: ConfigValue) -> str:
     """One TOML scalar. Strings become basic strings with JSON-style escapes."""
     if isinstance(value, bool):  # before int: bool is an int subclass
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)  # "1e-05", "inf", "nan" are all valid TOML floats
+    if isinstance(value, int | float):
+        return repr(value)  # "1e-05", "inf", "nan" are valid TOML floats too
     if isinstance(value, str):
-        # JSON escapes are valid TOML escapes, except that TOML also forbids a
-        # raw DEL and a surrogate \u escape (hence ensure_ascii=False).
+        # JSON escapes are TOML's; TOML forbids a raw DEL and surrogate \u escapes.
         return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     raise TypeError(f"config values must be str, int, float or bool, got {type(value)}")
 
 
 def format_node_config(config: Mapping[str, ConfigValue]) -> str:
-    """The `--node-config` string for `config`, quoted the way 1.39 parses it.
+    """The `--node-config` string for `config`, quoted the way flwr 1.39 parses it.
 
-    flwr 1.39 (`flwr.common.config.parse_config_args`) splits the string with
-    the regex `(\\S+?)=('[^']*'|"[^"]*"|\\S+)` and parses each value as TOML,
-    so a string must be quoted (`data-dir='/tmp/x'`), may contain spaces only
-    inside quotes, and must not contain the quote character that encloses it.
-    A TOML literal string ('...') needs no escapes, so it is preferred.
+    1.39 (`flwr.common.config.parse_config_args`) splits it with the regex
+    `(\\S+?)=('[^']*'|"[^"]*"|\\S+)` and parses each value as TOML: a string
+    must be quoted (`data-dir='/tmp/x'`), may hold spaces only inside quotes,
+    and cannot hold the quote that encloses it. A TOML literal string ('...')
+    needs no escapes, so it is preferred. (A config string ending in `.toml`
+    would be read as a file; a quoted last value never ends so.)
     """
     parts = []
     for key, value in config.items():
         if not _KEY.match(key):
             raise ValueError(f"node-config key {key!r} must match {_KEY.pattern}")
-        if isinstance(value, str):
-            if any(c in value for c in "\n\r") or ("'" in value and '"' in value):
-                raise ValueError(f"node-config value {value!r} cannot be passed to Flower")
-            value_text = f"'{value}'" if "'" not in value else toml_value(value)
+        if isinstance(value, str) and (
+            ("'" in value and '"' in value) or any(ord(c) < 32 or ord(c) == 127 for c in value)
+        ):
+            raise ValueError(f"node-config value {value!r} cannot be passed to Flower")
+        if isinstance(value, str) and "'" not in value:
+            parts.append(f"{key}='{value}'")
         else:
-            value_text = toml_value(value)
-        parts.append(f"{key}={value_text}")
-    text = " ".join(parts)
-    if text.endswith(".toml"):  # Flower would read a one-item config ending so as a file
-        raise ValueError("a node config may not end with '.toml'")
-    return text
+            parts.append(f"{key}={toml_value(value)}")
+    return " ".join(parts)
 
 
 def write_run_config(path: Path, overrides: Mapping[str, ConfigValue]) -> Path:
     """Write run-config overrides as a TOML file for `flwr run -c <file>`.
 
-    Keys are quoted, so dotted keys (`lirf.deposit-classes`) stay one flat key
-    exactly as Flower flattens nested tables; no shell quoting is involved.
+    Keys are quoted, so a dotted key (`lirf.deposit-classes`) stays one flat
+    key, exactly as Flower flattens nested tables; no shell quoting involved.
     """
     lines = [f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in overrides.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,24 +92,51 @@ def write_run_config(path: Path, overrides: Mapping[str, ConfigValue]) -> Path:
     return path
 
 
-def write_connection(
-    flwr_home: Path, name: str, address: str, root_certificates: Path | None
-) -> Path:
-    """Write `$FLWR_HOME/config.toml` with one named SuperLink connection.
+def write_connection(flwr_home: Path, name: str, address: str, ca_cert: Path | None) -> Path:
+    """Write `$FLWR_HOME/config.toml` with `name` as the default SuperLink connection.
 
     `address` is the SuperLink's --host:--port (Control API), not the Fleet
-    port. Without root certificates the connection is marked insecure.
+    port; without a CA certificate the connection is `insecure = true`.
     """
-    lines = ["[superlink]", f"default = {toml_value(name)}", "", f"[superlink.{name}]"]
-    lines.append(f"address = {toml_value(address)}")
-    if root_certificates is None:
-        lines.append("insecure = true")
-    else:
-        lines.append(f"root-certificates = {toml_value(str(Path(root_certificates).resolve()))}")
-    flwr_home.mkdir(parents=True, exist_ok=True)
+    ca = None if ca_cert is None else toml_value(str(Path(ca_cert).resolve()))
+    security = "insecure = true" if ca is None else f"root-certificates = {ca}"
     path = flwr_home / "config.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"[superlink]\ndefault = {toml_value(name)}\n\n[superlink.{name}]\n"
+        f"address = {toml_value(address)}\n{security}\n",
+        encoding="utf-8",
+    )
     return path
+
+
+class FederationError(RuntimeError):
+    """A federation process or `flwr` command failed; the message says why."""
+
+
+def parse_json_output(stdout: str) -> dict:
+    """The JSON document `flwr ... --format json` printed, after any other lines."""
+    match = re.search(r"^\{", stdout, re.MULTILINE)
+    if match is None:
+        raise FederationError(f"no JSON in flwr output:\n{stdout}")
+    return json.JSONDecoder().raw_decode(stdout[match.start() :])[0]
+
+
+def federation_env(workdir: Path, flwr_home: Path) -> dict[str, str]:
+    """Environment for every child: Flower and Ray state inside `workdir`, quiet, no installs."""
+    env = dict(os.environ)
+    env.update(
+        FLWR_HOME=str(flwr_home),
+        FLWR_TELEMETRY_ENABLED="0",
+        FLWR_DISABLE_UPDATE_CHECK="1",
+        FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
+        RAY_TMPDIR=str(workdir / "ray"),
+        PYTHONUNBUFFERED="1",  # logs arrive while a process runs, not when it exits
+    )
+    # The SuperLink and SuperNodes spawn flower-superexec, flwr-serverapp and
+    # flwr-clientapp by bare name: the venv's bin/ must come first on PATH.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
 
 
 # ---- commands -----------------------------------------------------------------
@@ -130,21 +147,15 @@ def superlink_command(
 ) -> list[str]:
     """flower-superlink on 127.0.0.1 with the gRPC Fleet API and no per-run `uv sync`."""
     cmd = [
-        _bin("flower-superlink"),
-        "--host", LOCALHOST,
-        "--port", str(control_port),
-        "--fleet-api-type", "grpc-rere",
-        "--fleet-api-address", f"{LOCALHOST}:{fleet_port}",
-        "--database", str(database),
-        "--disable-runtime-dependency-installation",
+        _bin("flower-superlink"), "--host", LOCALHOST, "--port", str(control_port),
+        "--fleet-api-type", "grpc-rere", "--fleet-api-address", f"{LOCALHOST}:{fleet_port}",
+        "--database", str(database), "--disable-runtime-dependency-installation",
     ]  # fmt: skip
     if tls is None:
         return cmd + ["--insecure"]
     return cmd + [
-        "--ssl-ca-certfile", str(tls.ca_cert),
-        "--ssl-certfile", str(tls.server_cert),
-        "--ssl-keyfile", str(tls.server_key),
-        "--enable-supernode-auth",
+        "--ssl-ca-certfile", str(tls.ca_cert), "--ssl-certfile", str(tls.server_cert),
+        "--ssl-keyfile", str(tls.server_key), "--enable-supernode-auth",
     ]  # fmt: skip
 
 
@@ -160,13 +171,12 @@ def supernode_command(
 ) -> list[str]:
     """flower-supernode connecting to the Fleet API at `superlink` (HOST:PORT).
 
-    `port` is the node's own local Runtime API port (127.0.0.1), which must be
-    unique per host. `fedvault node` builds its exec line with this function.
+    `port` is the node's own Runtime API port on 127.0.0.1 (unique per host).
+    `fedvault node` builds its exec line with this function.
     """
     if insecure and (root_certificates is not None or auth_key is not None):
         raise ValueError("insecure nodes take neither root certificates nor an auth key")
-    cmd = [executable or _bin("flower-supernode"), "--superlink", superlink]
-    cmd += ["--port", str(port)]
+    cmd = [executable or _bin("flower-supernode"), "--superlink", superlink, "--port", str(port)]
     if node_config:
         cmd += ["--node-config", format_node_config(node_config)]
     if insecure:
@@ -185,10 +195,10 @@ class NodeLaunch:
     index: int
     num_nodes: int
     superlink: str  # Fleet API HOST:PORT
-    port: int  # this node's local Runtime API port
+    port: int  # this node's Runtime API port (free, on 127.0.0.1)
     node_config: Mapping[str, ConfigValue]
     root_certificates: Path | None
-    auth_key: Path | None
+    auth_key: Path | None  # registered private key (secure mode)
     insecure: bool
 
 
@@ -198,43 +208,12 @@ def default_node_config(index: int, num_nodes: int) -> dict[str, ConfigValue]:
 
 def default_node_command(launch: NodeLaunch) -> list[str]:
     return supernode_command(
-        launch.superlink,
-        launch.port,
-        launch.node_config,
-        root_certificates=launch.root_certificates,
-        auth_key=launch.auth_key,
-        insecure=launch.insecure,
-    )
+        launch.superlink, launch.port, launch.node_config, insecure=launch.insecure,
+        root_certificates=launch.root_certificates, auth_key=launch.auth_key,
+    )  # fmt: skip
 
 
-def parse_json_output(stdout: str) -> dict:
-    """The JSON document a `flwr ... --format json` command printed."""
-    match = _JSON_START.search(stdout)
-    if match is None:
-        raise ValueError(f"no JSON in flwr output:\n{stdout}")
-    return json.JSONDecoder().raw_decode(stdout[match.start() :])[0]
-
-
-def federation_env(workdir: Path, flwr_home: Path, base: Mapping[str, str] | None = None) -> dict:
-    """Environment for every child: Flower and Ray state inside `workdir`, quiet, no installs."""
-    env = dict(os.environ if base is None else base)
-    env.update(
-        FLWR_HOME=str(flwr_home),
-        FLWR_TELEMETRY_ENABLED="0",
-        FLWR_DISABLE_UPDATE_CHECK="1",
-        FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="1",
-        RAY_TMPDIR=str(workdir / "ray"),
-        PYTHONUNBUFFERED="1",  # logs arrive while the process runs, not at exit
-    )
-    # The SuperLink and SuperNodes spawn flower-superexec, flwr-serverapp and
-    # flwr-clientapp by bare name: the venv's bin/ must come first on PATH.
-    venv_bin = str(Path(sys.executable).parent)
-    env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", "")])
-    return env
-
-
-class FederationError(RuntimeError):
-    """A federation process or `flwr` command failed; the message quotes its output."""
+# ---- the federation -------------------------------------------------------------
 
 
 class LocalFederation:
@@ -260,31 +239,23 @@ class LocalFederation:
         if num_nodes < 1:
             raise ValueError("num_nodes must be at least 1")
         self.workdir = Path(workdir).resolve()
-        self.num_nodes = num_nodes
-        self.secure = secure
-        self.node_config = node_config
-        self.node_command = node_command
-        self.connection = connection
+        self.num_nodes, self.secure, self.connection = num_nodes, secure, connection
+        self.node_config, self.node_command = node_config, node_command
         self.startup_timeout = startup_timeout
+        self.tls: TlsFiles | None = None  # set by start() in secure mode
         self.flwr_home = self.workdir / "flwr-home"
         self.env = federation_env(self.workdir, self.flwr_home)
         self.group = ProcessGroup(self.workdir / "logs", env=self.env, grace=grace)
-        self.tls: TlsFiles | None = None
-        self.control_port = 0
-        self.fleet_port = 0
-        self.node_ids: list[int] = []  # SuperLink-assigned ids of registered nodes (secure mode)
+        self.control_port = self.fleet_port = 0
+        self.node_ids: list[int] = []  # ids the SuperLink assigned at registration
 
     @property
-    def superlink_address(self) -> str:
-        """Control/Runtime API address: what `flwr` connects to."""
+    def superlink_address(self) -> str:  # Control/Runtime API: what `flwr` connects to
         return f"{LOCALHOST}:{self.control_port}"
 
     @property
-    def fleet_address(self) -> str:
-        """Fleet API address: what SuperNodes connect to."""
+    def fleet_address(self) -> str:  # Fleet API: what SuperNodes connect to
         return f"{LOCALHOST}:{self.fleet_port}"
-
-    # -- lifecycle ---------------------------------------------------------------
 
     def __enter__(self) -> LocalFederation:
         return self.start()
@@ -292,9 +263,13 @@ class LocalFederation:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def stop(self) -> None:
+        """Stop every process started (and everything they spawned). Idempotent."""
+        self.group.stop()
+
     def start(self) -> LocalFederation:
         """Start the SuperLink, register and start the nodes, wait until all are online."""
-        self.group.__enter__()  # SIGINT/SIGTERM now stop every child
+        self.group.__enter__()  # from here on SIGINT/SIGTERM stop every child
         try:
             for sub in ("flwr-home", "ray", "logs"):
                 (self.workdir / sub).mkdir(parents=True, exist_ok=True)
@@ -310,20 +285,12 @@ class LocalFederation:
             raise
         return self
 
-    def stop(self) -> None:
-        """Stop every process started (and everything they spawned). Idempotent."""
-        self.group.stop()
-
     def _start_superlink(self) -> None:
         if self.secure:
             self.tls = generate_tls(self.workdir / "certs")
         self.control_port, self.fleet_port = free_port(), free_port()
-        cmd = superlink_command(
-            control_port=self.control_port,
-            fleet_port=self.fleet_port,
-            database=self.workdir / "state.db",
-            tls=self.tls,
-        )
+        cmd = superlink_command(control_port=self.control_port, fleet_port=self.fleet_port,
+                                database=self.workdir / "state.db", tls=self.tls)  # fmt: skip
         proc = self.group.start("superlink", cmd, cwd=self.workdir)
         log = self.group.log_path("superlink")
         for port in (self.control_port, self.fleet_port):
@@ -331,89 +298,84 @@ class LocalFederation:
 
     def _register_nodes(self) -> list[Path]:
         """One key pair per node, registered in parallel (each `flwr` call costs
-        ~2.5 s of mostly import time); returns the private key paths."""
-        pairs = [
-            generate_node_keypair(self.workdir / "keys" / f"node-{i}")
-            for i in range(self.num_nodes)
-        ]
-        workers = max(1, min(self.num_nodes, os.cpu_count() or 1))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            self.node_ids = list(
-                pool.map(lambda i: self.register_node(pairs[i][1], name=f"node-{i}"),
-                         range(self.num_nodes))
-            )  # fmt: skip
+        ~2.5 s, mostly imports); returns the private key paths."""
+        names = [f"node-{i}" for i in range(self.num_nodes)]
+        pairs = [generate_node_keypair(self.workdir / "keys" / name) for name in names]
+        with ThreadPoolExecutor(max_workers=min(self.num_nodes, os.cpu_count() or 1)) as pool:
+            self.node_ids = list(pool.map(self.register_node, [pub for _, pub in pairs], names))
         return [private for private, _ in pairs]
 
     def _start_node(self, index: int, auth_key: Path | None) -> None:
         launch = NodeLaunch(
-            index=index,
-            num_nodes=self.num_nodes,
-            superlink=self.fleet_address,
-            port=free_port(),
-            node_config=dict(self.node_config(index, self.num_nodes)),
+            index=index, num_nodes=self.num_nodes, superlink=self.fleet_address,
+            port=free_port(), node_config=dict(self.node_config(index, self.num_nodes)),
             root_certificates=self.tls.ca_cert if self.tls else None,
-            auth_key=auth_key,
-            insecure=not self.secure,
-        )
+            auth_key=auth_key, insecure=not self.secure,
+        )  # fmt: skip
         self.group.start(f"node-{index}", list(self.node_command(launch)), cwd=self.workdir)
 
     # -- the flwr CLI --------------------------------------------------------------
 
     def flwr(self, *args: str, timeout: float = 60.0, check: bool = True) -> str:
-        """Run `flwr ARGS` against this federation's FLWR_HOME; return its stdout."""
+        """Run `flwr ARGS` against this federation's FLWR_HOME; return its stdout.
+
+        It runs in the process group: stopping the federation stops it too.
+        """
         cmd = [_bin("flwr"), *args]
         try:
-            done = subprocess.run(
-                cmd, env=self.env, cwd=self.workdir, capture_output=True, text=True,
-                timeout=timeout, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+            done = self.group.run(cmd, timeout=timeout, cwd=self.workdir)
         except subprocess.TimeoutExpired as err:
             raise FederationError(f"{' '.join(cmd)} timed out after {timeout:.0f} s") from err
         if check and done.returncode != 0:
-            raise FederationError(
-                f"{' '.join(cmd)} exited with {done.returncode}\n{done.stdout}\n{done.stderr}"
-            )
+            output = f"{done.stdout}\n{done.stderr}"
+            raise FederationError(f"{' '.join(cmd)} exited with {done.returncode}\n{output}")
         return done.stdout
 
-    def register_node(self, public_key: Path, *, name: str) -> int:
+    def _flwr_json(self, *args: str, timeout: float = 60.0) -> dict:
+        """`flwr ARGS --format json`; in JSON mode Flower reports most errors
+        as {"success": false, "error-message": ...} and exits 0."""
+        doc = parse_json_output(self.flwr(*args, "--format", "json", timeout=timeout, check=False))
+        if not doc.get("success", True):
+            raise FederationError(f"flwr {' '.join(args)}: {doc.get('error-message', doc)}")
+        return doc
+
+    def register_node(self, public_key: Path, name: str) -> int:
         """Register a SuperNode public key with the SuperLink; return the node id."""
-        out = self.flwr(
-            "supernode", "register", str(public_key), self.connection,
-            "--name", name, "--format", "json",
-        )  # fmt: skip
-        return int(parse_json_output(out)["node-id"])
+        args = ("supernode", "register", str(public_key), self.connection, "--name", name)
+        return int(self._flwr_json(*args)["node-id"])
 
     def online_nodes(self) -> list[int]:
         """Ids of the SuperNodes the SuperLink currently sees as online."""
-        out = self.flwr("supernode", "ls", self.connection, "--format", "json")
-        nodes = parse_json_output(out).get("nodes", [])
+        nodes = self._flwr_json("supernode", "ls", self.connection).get("nodes", [])
         return [int(n["node-id"]) for n in nodes if n.get("status") == "online"]
 
     def wait_for_nodes(self, count: int, *, timeout: float = 60.0) -> float:
         """Block until `count` nodes are online; return the seconds waited."""
         start = time.monotonic()
         while len(self.online_nodes()) < count:
-            alive = self.group.alive()
-            dead = [name for name in self.group.pids() if name not in alive]
-            if dead:
+            if dead := sorted(set(self.group.pids()) - set(self.group.alive())):
                 raise FederationError(f"{dead} exited during start-up; see {self.group.log_dir}")
             if time.monotonic() - start > timeout:
                 raise FederationError(f"fewer than {count} nodes online after {timeout:.0f} s")
             time.sleep(0.5)
         return time.monotonic() - start
 
-    def submit(self, app_dir: str | os.PathLike[str], overrides: Mapping[str, ConfigValue] | None = None) -> int:
+    def submit(
+        self,
+        app_dir: str | os.PathLike[str],
+        run_config_overrides: Mapping[str, ConfigValue] | None = None,
+    ) -> int:
         """Submit the Flower app in `app_dir` as a run; return its run id."""
-        args = ["run", str(Path(app_dir).resolve()), self.connection, "--format", "json"]
-        if overrides:
+        args = ["run", str(Path(app_dir).resolve()), self.connection]
+        if run_config_overrides:
             path = self.workdir / "run-config" / f"overrides-{time.time_ns()}.toml"
-            args += ["-c", str(write_run_config(path, overrides))]
-        return int(parse_json_output(self.flwr(*args, timeout=120.0))["run-id"])
+            args += ["-c", str(write_run_config(path, run_config_overrides))]
+        return int(self._flwr_json(*args, timeout=120.0)["run-id"])
 
     def status(self, run_id: int) -> str:
         """The run's status, e.g. `running`, `finished:completed`, `finished:failed`."""
-        out = self.flwr("ls", self.connection, "--run-id", str(run_id), "--format", "json")
-        return str(parse_json_output(out)["runs"][0]["status"])
+        doc = self._flwr_json("ls", self.connection, "--run-id", str(run_id))
+        return str(doc["runs"][0]["status"])
 
     def wait(self, run_id: int, timeout: float = 300.0, *, poll: float = 1.0) -> str:
         """Poll until the run is `finished:*` and return that status.
@@ -433,5 +395,5 @@ class LocalFederation:
             time.sleep(poll)
 
     def logs(self, run_id: int) -> str:
-        """The run's ServerApp log as the SuperLink stored it."""
+        """The run's ServerApp log as stored by the SuperLink (`flwr log --show`)."""
         return self.flwr("log", str(run_id), self.connection, "--show", check=False)

@@ -17,15 +17,17 @@ signals that whole record, not just the processes it started.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 LOCALHOST = "127.0.0.1"
 
@@ -100,7 +102,6 @@ def _log_tail(log: Path | None, lines: int = 20) -> str:
 class ProcInfo:
     pid: int
     ppid: int
-    session: int
     start_time: int  # clock ticks since boot; (pid, start_time) identifies a process
     state: str  # "Z" = zombie: dead, only waiting to be reaped
 
@@ -113,7 +114,7 @@ def proc_info(pid: int) -> ProcInfo | None:
         return None
     # comm (field 2) is in parentheses and may itself contain spaces or ')'.
     fields = raw[raw.rindex(")") + 2 :].split()
-    return ProcInfo(pid, int(fields[1]), int(fields[3]), int(fields[19]), fields[0])
+    return ProcInfo(pid, ppid=int(fields[1]), start_time=int(fields[19]), state=fields[0])
 
 
 def all_processes() -> list[ProcInfo]:
@@ -143,10 +144,8 @@ def is_alive(pid: int, start_time: int) -> bool:
 
 def _signal_pid(pid: int, start_time: int, sig: int) -> None:
     if is_alive(pid, start_time):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -155,10 +154,8 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     # while the child is unreaped: until then its PID (= the group id) cannot
     # be recycled by an unrelated process.
     if proc.returncode is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 # ---- the group ----------------------------------------------------------------
@@ -176,63 +173,94 @@ class ProcessGroup:
     """
 
     def __init__(
-        self,
-        log_dir: str | os.PathLike[str],
-        *,
-        env: Mapping[str, str] | None = None,
+        self, log_dir: str | os.PathLike[str], *, env: Mapping[str, str] | None = None,
         grace: float = 10.0,
-    ) -> None:
+    ) -> None:  # fmt: skip
         self.log_dir = Path(log_dir)
         self.env = dict(env) if env is not None else None
         self.grace = grace
         self._procs: dict[str, subprocess.Popen] = {}
+        self._transient: set[subprocess.Popen] = set()  # running `run()` commands
         self._seen: dict[int, int] = {}  # pid -> start_time, every process ever tracked
         self._lock = threading.RLock()
-        self._stopping = False
-        self._stopped = False
+        self._stopping = self._stopped = False
+        self._busy = False  # inside _spawn: a signal now must wait (see _on_signal)
         self._old_handlers: dict[int, object] = {}
         self._deferred_signal: int | None = None
 
-    # -- starting --------------------------------------------------------------
+    # -- starting ------------------------------------------------------------
 
     def start(
-        self,
-        name: str,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str] | None = None,
+        self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
-    ) -> subprocess.Popen:
+    ) -> subprocess.Popen:  # fmt: skip
         """Start `argv` as `name` (unique) in a new session; output to `log_path(name)`."""
+        if name in self._procs:
+            raise ValueError(f"a process named {name!r} was already started")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        atexit.register(self.stop)  # once per start(): harmless, stop() is idempotent
+        with open(self.log_path(name), "ab") as log:
+            return self._spawn(argv, env, cwd, lambda p: self._procs.__setitem__(name, p),
+                               stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+
+    def run(
+        self, argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> subprocess.CompletedProcess:  # fmt: skip
+        """Run a short command (a `flwr` CLI call) to completion, capturing text output.
+
+        Unlike `subprocess.run` the command is part of the group: stop() (e.g.
+        from a SIGTERM handler) kills it too instead of leaving it orphaned.
+        Raises subprocess.TimeoutExpired after killing it on timeout.
+        """
+        proc = self._spawn(argv, env, cwd, self._transient.add,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:
+            _signal_group(proc, signal.SIGKILL)
+            proc.communicate()
+            raise
+        finally:
+            with self._lock:
+                self._transient.discard(proc)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    def _spawn(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None,
+        cwd: str | os.PathLike[str] | None,
+        register: Callable[[subprocess.Popen], object],
+        **popen_kwargs: Any,
+    ) -> subprocess.Popen:
+        """Popen plus bookkeeping, with our signal handler held off in between:
+        a stop() run after Popen but before `register` would miss this child."""
         with self._lock:
             if self._stopping or self._stopped:
                 raise RuntimeError("ProcessGroup already stopped")
-            if name in self._procs:
-                raise ValueError(f"a process named {name!r} was already started")
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            if not self._procs:
-                atexit.register(self.stop)
-            with open(self.log_path(name), "ab") as log:
+            self._busy = True
+            try:
                 proc = subprocess.Popen(
-                    list(argv),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=dict(env) if env is not None else self.env,
-                    cwd=cwd,
-                    start_new_session=True,
-                )
-            self._procs[name] = proc
-            info = proc_info(proc.pid)
-            if info is not None:
-                self._seen[proc.pid] = info.start_time
-            return proc
+                    list(argv), stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True,
+                    env=dict(env) if env is not None else self.env, **popen_kwargs,
+                )  # fmt: skip
+                register(proc)
+                self._remember(proc.pid)
+            finally:
+                self._busy = False
+        if (sig := self._deferred_signal) is not None:
+            self._deferred_signal = None
+            signal.raise_signal(sig)  # our handler runs it on the main thread now
+        return proc
+
+    def _remember(self, pid: int) -> None:
+        info = proc_info(pid)
+        if info is not None:
+            self._seen.setdefault(pid, info.start_time)
 
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
-
-    def process(self, name: str) -> subprocess.Popen:
-        return self._procs[name]
 
     # -- looking ---------------------------------------------------------------
 
@@ -264,7 +292,7 @@ class ProcessGroup:
 
     def survivors(self) -> set[int]:
         """Seen PIDs whose very process still runs (should be empty after stop())."""
-        return {pid for pid, st in self._seen.items() if is_alive(pid, st)}
+        return {pid for pid, st in list(self._seen.items()) if is_alive(pid, st)}
 
     # -- stopping --------------------------------------------------------------
 
@@ -292,28 +320,37 @@ class ProcessGroup:
         try:
             self._terminate_all(signal.SIGTERM)
             if not self._wait_all(self.grace):
+                self._note_stragglers()
                 self._terminate_all(signal.SIGKILL)
                 self._wait_all(5.0)
             for proc in self._procs.values():
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=1.0)  # reap, so no zombie of ours stays behind
-                except subprocess.TimeoutExpired:
-                    pass
         finally:
             self._stopped = True
             self._stopping = False
             atexit.unregister(self.stop)
             self._restore_signal_handlers()
-        if self._deferred_signal is not None:
-            signal.raise_signal(self._deferred_signal)  # now handled by the old handler
+        if (sig := self._deferred_signal) is not None:
+            self._deferred_signal = None
+            signal.raise_signal(sig)  # handled by the old handler if restored, else by ours
 
     def _terminate_all(self, sig: int) -> None:
         self.track()
-        for proc in self._procs.values():
+        with self._lock:
+            transient = list(self._transient)
+        for proc in [*self._procs.values(), *transient]:
             if proc.returncode is None:
                 _signal_group(proc, sig)
         for pid, start_time in list(self._seen.items()):
             _signal_pid(pid, start_time, sig)
+
+    def _note_stragglers(self) -> None:
+        """Log what ignored SIGTERM for `grace` s: slow stops are otherwise invisible."""
+        with contextlib.suppress(OSError), open(self.log_dir / "stragglers.log", "a") as log:
+            for pid in sorted(self.survivors()):
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                log.write(f"{time.ctime()} SIGKILL after {self.grace:.0f} s: {pid} {cmd}\n")
 
     def _wait_all(self, timeout: float) -> bool:
         """Reap children and poll descendants until all are gone; False on timeout."""
@@ -332,20 +369,23 @@ class ProcessGroup:
     def __enter__(self) -> ProcessGroup:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+                # An ignored signal stays ignored (e.g. SIGINT in a background job).
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._old_handlers[sig] = signal.signal(sig, self._on_signal)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def _on_signal(self, signum: int, frame: object) -> None:
-        if self._stopping:
-            # Interrupting the cleanup itself would strand processes: finish it
-            # (it is bounded by grace + 5 s), then deliver this signal.
+        if self._stopping or self._busy:
+            # Interrupting the cleanup (bounded by grace + 5 s) or a spawn would
+            # strand processes: let it finish, it re-raises this signal after.
             self._deferred_signal = signum
             return
-        self.stop()  # restores the old handlers ...
-        signal.raise_signal(signum)  # ... so this reaches them: KeyboardInterrupt, exit
+        self.stop()
+        self._restore_signal_handlers()  # Python runs handlers on the main thread
+        signal.raise_signal(signum)  # old handler: KeyboardInterrupt, exit, or a chained group
 
     def _restore_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():

@@ -66,7 +66,8 @@ def main(grid: Grid, context: Context) -> None:
         raise RuntimeError(f"{len(replies)} replies of {n}, errors: {errors}")
     configs = [json.loads(r.content["echo"]["node-config"]) for r in replies]
     seen = sorted(int(c["partition-id"]) for c in configs)
-    if seen != list(range(n)) or any(c["data-dir"] != f"{root}/{c['partition-id']}" for c in configs):
+    dirs_ok = all(c["data-dir"] == f"{root}/{c['partition-id']}" for c in configs)
+    if seen != list(range(n)) or not dirs_ok:
         raise RuntimeError(f"unexpected node configs: {configs}")
 '''
 
@@ -121,8 +122,7 @@ def test_tls_round_trip_completes_and_leaves_no_process(tmp_path: Path, probe_ap
     with LocalFederation(workdir, 2, secure=True, node_config=node_config) as fed:
         run_id = fed.submit(probe_app, {"num-nodes": 2, "data-root": data_root})
         status = fed.wait(run_id, timeout=60)
-        log = fed.logs(run_id)
-        assert sorted(fed.online_nodes()) == sorted(fed.node_ids)
+        log = fed.logs(run_id) if status != "finished:completed" else ""
 
     assert status == "finished:completed", log
     # superlink, 2 nodes, plus descendants (SuperExecs, ServerApp, ClientApps)

@@ -1,0 +1,87 @@
+"""`fedvault deploy`: a scenario over a real local gRPC federation.
+
+A SuperLink and N SuperNodes start on 127.0.0.1 (simulations/deploy.py), each
+node through `fedvault node` (the same path a client on another host uses),
+with TLS and SuperNode authentication unless `insecure`. The app in this
+repository is submitted with `flwr run`; the ServerApp writes the run
+directory; whatever happens, every process started is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Mapping
+
+from methods.base import RunSpec
+from simulations.deploy import FederationError, LocalFederation, NodeLaunch
+
+APP_DIR = Path(__file__).resolve().parent.parent  # holds pyproject.toml [tool.flwr.app]
+
+
+def fedvault_node_command(launch: NodeLaunch) -> list[str]:
+    argv = [sys.executable, "-m", "simulations.cli", "node", "--superlink", launch.superlink,
+            "--port", str(launch.port), "--partition", f"{launch.index}/{launch.num_nodes}"]
+    if launch.insecure:
+        return argv + ["--insecure"]
+    argv += ["--root-certificates", str(launch.root_certificates)]
+    return argv + (["--auth-key", str(launch.auth_key)] if launch.auth_key else [])
+
+
+def run_config(scenario: str, overrides: Mapping[str, str], run_dir: Path, secure: bool) -> dict:
+    transport = {"transport": "grpc-rere", "tls": secure, "node_auth": secure}
+    return {
+        "scenario": scenario,
+        "overrides": ";".join(f"{k}={v}" for k, v in overrides.items()),
+        "run-dir": str(run_dir.resolve()),
+        "deployment": json.dumps(transport),
+    }
+
+
+def run_timeout(spec: RunSpec) -> float:
+    """An upper bound for the whole run: every round may wait its full timeout."""
+    fed = spec.federation
+    return fed.node_wait_timeout + 3 * fed.num_server_rounds * fed.round_timeout + 300
+
+
+def follow(run_dir: Path, seen: int, on_record: Callable[[dict], None]) -> int:
+    """Report metrics records that appeared since `seen`; returns the new count."""
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    for line in lines[seen:]:
+        on_record(json.loads(line))
+    return len(lines)
+
+
+def deploy(
+    scenario: str,
+    spec: RunSpec,
+    overrides: Mapping[str, str],
+    *,
+    nodes: int,
+    run_dir: Path,
+    secure: bool = True,
+    on_record: Callable[[dict], None] = lambda record: None,
+    on_started: Callable[[LocalFederation], None] = lambda fed: None,
+) -> str:
+    """Run `scenario` on a fresh local federation; returns Flower's final run status."""
+    workdir = Path(tempfile.mkdtemp(prefix="fvdeploy-", dir="/tmp"))
+    with LocalFederation(workdir, nodes, secure=secure, node_command=fedvault_node_command) as fed:
+        on_started(fed)
+        run_id = fed.submit(APP_DIR, run_config(scenario, overrides, run_dir, secure))
+        deadline, seen = time.monotonic() + run_timeout(spec), 0
+        while not (status := fed.status(run_id)).startswith("finished:"):
+            fed.group.track()
+            seen = follow(run_dir, seen, on_record)
+            if time.monotonic() > deadline:
+                fed.flwr("stop", str(run_id), fed.connection, check=False)
+                raise FederationError(f"run {run_id} still {status!r} after {run_timeout(spec):.0f} s")
+            time.sleep(1.0)
+        follow(run_dir, seen, on_record)
+        if status != "finished:completed":
+            (run_dir / "serverapp.log").parent.mkdir(parents=True, exist_ok=True)
+            (run_dir / "serverapp.log").write_text(fed.logs(run_id))
+    return status
