@@ -32,6 +32,42 @@ def initial_arrays(method: Method, spec: RunSpec) -> dict[str, np.ndarray]:
     return method.shared_state(method.build_model(spec))
 
 
+class RoundHooks:
+    """Cross-cutting concerns around the loop (DP ledger, privacy audit); no-ops here.
+
+    A concern wraps the strategy, admits or holds back sampled nodes, adds to each
+    request, vets and reads each reply (per-client, before aggregation), and adds
+    figures to the summary at the end. It keeps what `--resume` needs in `state`.
+    """
+
+    train_phase = "train"
+
+    def wrap_strategy(self, strategy):
+        return strategy
+
+    def admit(self, rnd: int, node_ids: list[int]) -> list[int]:
+        return node_ids
+
+    def prepare(self, rnd: int, messages: list[Message]) -> list[Message]:
+        return messages
+
+    def check(self, reply: Message) -> str | None:
+        return None
+
+    def observe(self, rnd: int, replies: list[Message], arrays: dict[str, np.ndarray]) -> None:
+        pass
+
+    def finish(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        return {}
+
+
+def round_hooks(fed: Federation, method: Method, spec: RunSpec, run: RunDirectory,
+                state: dict[str, Any]) -> RoundHooks:
+    from server.ledger import privacy_hooks  # it subclasses RoundHooks
+
+    return privacy_hooks(fed, method, spec, run, state) or RoundHooks()
+
+
 class GlobalEvaluator:
     """Evaluates global weights on the server's test split (built once)."""
 
@@ -54,7 +90,8 @@ def run_rounds(
     progress: Progress,
 ) -> dict[str, Any]:
     """Run rounds `state["round"]+1 .. R`; returns the final summary figures."""
-    strategy = method.strategy(spec)
+    hooks = round_hooks(fed, method, spec, run, state)
+    strategy = hooks.wrap_strategy(method.strategy(spec))
     evaluate = GlobalEvaluator(method, spec)
     arrays: dict[str, np.ndarray] = state["arrays"]
     max_bytes = int(MAX_UPDATE_FACTOR * sum(a.nbytes for a in arrays.values())) + 4096
@@ -62,16 +99,21 @@ def run_rounds(
     ran_rounds = updated_rounds = 0
 
     def check(reply: Message) -> str | None:
-        return check_update(reply.content, arrays, max_bytes=max_bytes)
+        return check_update(reply.content, arrays, max_bytes=max_bytes) or hooks.check(reply)
 
     for rnd in range(state["round"] + 1, spec.federation.num_server_rounds + 1):
         started = time.perf_counter()
+        sampled = hooks.admit(rnd, fed.sample(rnd))
+        if not sampled:
+            run.log_event(f"round {rnd}: no node may train any more; the run stops here")
+            break
         ran_rounds += 1
-        sampled = fed.sample(rnd)
         messages = strategy.configure_train(
-            rnd, to_array_record(arrays), header_config(spec, rnd, "train"), SampledGrid(sampled)
+            rnd, to_array_record(arrays), header_config(spec, rnd, hooks.train_phase),
+            SampledGrid(sampled),
         )
-        replies = fed.exchange(messages, rnd, "train", check)
+        replies = fed.exchange(hooks.prepare(rnd, list(messages)), rnd, "train", check)
+        hooks.observe(rnd, replies, arrays)
         train_metrics: dict[str, Any] = {}
         if replies:
             aggregated, metrics = strategy.aggregate_train(rnd, replies)
@@ -88,6 +130,7 @@ def run_rounds(
             "train_loss": train_metrics.get("train-loss"),
             "sampled": len(sampled),
             "replies": len(replies),
+            "examples": int(sum(r.content["metrics"]["num-examples"] for r in replies)),
             "seconds": time.perf_counter() - started,
         }
         run.log_metrics(record)
@@ -96,7 +139,7 @@ def run_rounds(
         save_state(run, state)
     if ran_rounds and not updated_rounds:
         raise FederationError("no node produced a valid update in any round (see events.log)")
-    return {"accuracy": figures.get("accuracy"), "loss": figures.get("loss")}
+    return {"accuracy": figures.get("accuracy"), "loss": figures.get("loss"), **hooks.finish(arrays)}
 
 
 def save_state(run: RunDirectory, state: dict[str, Any]) -> None:

@@ -1,0 +1,100 @@
+"""Claims about real gRPC deployments: SuperLink + SuperNodes as processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from methods.common.datasets import MNIST_MEAN, MNIST_STD, load_mnist5k, write_image_folder
+from server.scenario import resolve
+from simulations.deploy import LocalFederation, NodeLaunch
+from simulations.deploy_scenario import APP_DIR, deploy, run_config
+from simulations.processes import all_processes, descendants
+
+pytestmark = pytest.mark.integration
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _kill_node_mid_round(fed: LocalFederation, name: str, stamp: dict) -> None:
+    """SIGKILL `name` while it runs its second ClientApp: the first answers the
+    server's info query, the second is round 1's training."""
+    pid = fed.group.pids()[name]
+    clientapps: set[int] = set()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        running = {p.pid for p in descendants(pid, all_processes()) if "flwr-clientapp" in _cmdline(p.pid)}
+        clientapps |= running
+        if len(clientapps) >= 2 and running:
+            fed.group.kill(name, signal.SIGKILL)
+            stamp["killed_at"] = time.monotonic()
+            return
+        time.sleep(0.1)
+
+
+def test_killed_supernode_is_logged_and_the_run_still_completes(tmp_path):
+    overrides = {"num-server-rounds": "2", "num-clients": "3", "round-timeout": "30",
+                 "fedavg.local-epochs": "1"}
+    spec = resolve("fedavg", overrides)
+    run_dir, stamp, feds = tmp_path / "run", {}, []
+
+    def on_started(fed):
+        feds.append(fed)
+        threading.Thread(target=_kill_node_mid_round, args=(fed, "node-1", stamp), daemon=True).start()
+
+    status = deploy("fedavg", spec, overrides, nodes=3, run_dir=run_dir, on_started=on_started)
+    ended = time.monotonic()
+    assert status == "finished:completed"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["transport"] == "grpc-rere" and summary["tls"] is True and summary["node_auth"] is True
+    assert summary["rounds"] == 2 and 0.0 < summary["accuracy"] <= 1.0
+    events = (run_dir / "events.log").read_text()
+    assert "(partition 1) sent no reply within 30 s" in events
+    # The run ended within the round timeout (plus the work of the last round and shut-down).
+    assert ended - stamp["killed_at"] < 30 + 120
+    assert not feds[0].group.survivors(), "a Flower process outlived the deployment"
+
+
+def _node_dirs(tmp_path: Path) -> list[Path]:
+    """Two nodes' own image folders, made from disjoint halves of MNIST-5k's training split."""
+    train = load_mnist5k("train")
+    dirs = []
+    for i, half in enumerate((slice(0, 600), slice(600, 1200))):
+        part = train.subset(list(range(half.start, half.stop)))
+        dirs.append(write_image_folder(part, tmp_path / f"node{i}-data", normalize=(MNIST_MEAN, MNIST_STD)))
+    return dirs
+
+
+def test_fedvault_nodes_train_on_their_own_local_directories_over_tls(tmp_path):
+    data_dirs = _node_dirs(tmp_path)
+
+    def node_command(launch: NodeLaunch) -> list[str]:
+        return [sys.executable, "-m", "simulations.cli", "node", "--superlink", launch.superlink,
+                "--port", str(launch.port), "--data-dir", str(data_dirs[launch.index]),
+                "--root-certificates", str(launch.root_certificates), "--auth-key", str(launch.auth_key)]
+
+    run_dir = tmp_path / "run"
+    with LocalFederation(tmp_path / "fed", 2, node_command=node_command) as fed:
+        overrides = "num-server-rounds=1;num-clients=2;fedavg.local-epochs=1;node-wait-timeout=30"
+        config = run_config("fedavg", {}, run_dir, secure=True)
+        config["overrides"] = overrides
+        status = fed.wait(fed.submit(APP_DIR, config), timeout=400)
+        group = fed.group
+    assert status == "finished:completed", (run_dir / "events.log").read_text() if (run_dir / "events.log").exists() else ""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["num_clients"] == 2 and summary["tls"] and summary["node_auth"]
+    record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert record["replies"] == 2 and record["examples"] == 1200  # 600 images in each node's folder
+    assert record["accuracy"] > 0.2  # one round, one epoch: well above chance (0.1)
+    assert not group.survivors()
