@@ -21,7 +21,8 @@ from server.scenario import (
     scenario_names,
 )
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__,
+                  pretty_exceptions_show_locals=False)  # locals would dump model weights
 console = Console()
 err = Console(stderr=True)
 
@@ -86,7 +87,10 @@ def simulate(
         fail(str(exc))
     job.progress = lambda record: console.print(round_line(record, total))
     console.print(f"[bold]{scenario}[/]: {nodes} simulated nodes, {total} rounds → {job.run_dir}")
-    run_in_process(job, nodes, ray_address=ray_address, verbose=verbose)
+    try:
+        run_in_process(job, nodes, ray_address=ray_address, verbose=verbose)
+    except Exception as exc:  # the ServerApp's error: summarised, details in events.log
+        err.print(f"[bold red]the run failed:[/] {type(exc).__name__}: {exc}")
     finish(Path(job.run_dir))
 
 
