@@ -13,7 +13,6 @@ from typing import Mapping
 
 from methods.base import Method, RunSpec
 from methods.common.datasets import ArrayDataset, class_names_of, load_image_folder
-from methods.common.partition import partition
 
 # Node-config keys (kebab-case, as Flower's --node-config).
 PARTITION_ID = "partition-id"
@@ -39,22 +38,16 @@ def node_train_data(method: Method, spec: RunSpec, node_config: Mapping) -> Arra
     if not 0 <= pid < num_partitions:
         raise ValueError(f"partition-id {pid} is outside [0, {num_partitions})")
     full = method.train_dataset(spec)
-    shards = _shards(method.name, spec.data, spec.federation.seed, num_partitions, full)
+    shards = _shards(method, spec, num_partitions, full)
     return full.subset(shards[pid])
 
 
-def _shards(method_name, data_cfg, seed, num_partitions, full):
-    # Cached per process: simulated clients share a Ray actor across rounds.
-    key = (method_name, data_cfg, seed, num_partitions, len(full))
+def _shards(method, spec, num_partitions, full):
+    # Cached per process: simulated clients share a Ray actor across rounds. The
+    # whole config is in the key: a method's partition may depend on its own keys.
+    key = (method.name, spec.to_json(), num_partitions, len(full))
     if key not in _SHARD_CACHE:
-        _SHARD_CACHE[key] = partition(
-            full.y,
-            scheme=data_cfg.partitioner,
-            num_clients=num_partitions,
-            seed=seed,
-            alpha=data_cfg.dirichlet_alpha,
-            classes_per_client=data_cfg.classes_per_client,
-        )
+        _SHARD_CACHE[key] = method.node_partition(spec, full.y, num_partitions)
     return _SHARD_CACHE[key]
 
 

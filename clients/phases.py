@@ -11,6 +11,10 @@ from typing import Callable
 
 from flwr.app import Context, MetricRecord, RecordDict
 
+from clients.fedsa_host import distill_phase, select_phase, teacher_phase
+from clients.audit_scores import audit_phase
+from clients.private_train import private_train_phase
+from clients import lirf_owner
 from clients.tasks import train_task
 from methods.base import RunSpec
 from protos import fedvault_pb2 as pb
@@ -28,4 +32,15 @@ def train_phase(spec: RunSpec, header: pb.RoundHeader, content: RecordDict, cont
 
 PHASES: dict[str, Phase] = {
     "train": train_phase,
+    "private-train": private_train_phase,  # DP-SGD ledger / audit canaries (issue 5)
+    "audit": audit_phase,  # privacy audit scores (issue 5)
+    "teacher": teacher_phase,  # FedSA
+    "select": select_phase,  # FedSA
+    "distill": distill_phase,  # FedSA
+    "deposit": lirf_owner.deposit_phase,  # LIRF
+    "deposit-commit": lirf_owner.deposit_commit_phase,  # LIRF
+    "withdraw-request": lirf_owner.withdraw_request_phase,  # LIRF
+    "withdraw": lirf_owner.withdraw_phase,  # LIRF
+    "withdraw-commit": lirf_owner.withdraw_commit_phase,  # LIRF
+    "lirf-audit": lirf_owner.audit_phase,  # LIRF
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -11,7 +11,11 @@ import torch
 from clients.node_data import describe_node, node_train_data
 from clients.training import train_locally
 from methods.base import RunSpec
+from methods.common.datasets import ArrayDataset
 from methods.registry import get_method
+
+if TYPE_CHECKING:
+    from clients.privacy import PrivateTraining
 
 
 def local_seed(spec: RunSpec, rnd: int, node_key: str) -> int:
@@ -29,12 +33,22 @@ def train_task(
     rnd: int,
     arrays: Mapping[str, np.ndarray],
     node_config: Mapping[str, Any],
+    *,
+    privacy: "PrivateTraining | None" = None,
+    shape_data: Callable[[ArrayDataset], ArrayDataset] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Load the global weights, train locally, return (shared arrays, metrics)."""
+    """Load the global weights, train locally, return (shared arrays, metrics).
+
+    `privacy` makes the loop DP-SGD (clients/privacy.py); `shape_data` edits the
+    node's training set first (the audit plants canaries and holds out non-members).
+    """
     torch.set_num_threads(1)  # 2 threads were 5-10x slower on the 2-core hosts
     method = get_method(spec.method_name)
     data = node_train_data(method, spec, node_config)
+    if shape_data is not None:
+        data = shape_data(data)
     model = method.build_model(spec)
     method.load_shared_state(model, arrays)
-    metrics = train_locally(method, model, data, spec, seed=local_seed(spec, rnd, node_key(node_config)))
+    seed = local_seed(spec, rnd, node_key(node_config))
+    metrics = train_locally(method, model, data, spec, seed=seed, privacy=privacy)
     return method.shared_state(model), metrics

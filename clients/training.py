@@ -7,12 +7,16 @@ seeding, the optimizer and (when enabled) DP-SGD are handled here once.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch.utils.data import DataLoader
 
 from methods.base import Method, RunSpec
 from methods.common.datasets import ArrayDataset
+
+if TYPE_CHECKING:  # clients/privacy.py imports Opacus: only DP runs pay for it
+    from clients.privacy import PrivateTraining
 
 
 def make_loader(dataset: ArrayDataset, batch_size: int, seed: int) -> DataLoader:
@@ -23,6 +27,8 @@ def make_loader(dataset: ArrayDataset, batch_size: int, seed: int) -> DataLoader
 def make_optimizer(model: torch.nn.Module, spec: RunSpec) -> torch.optim.Optimizer:
     cfg = spec.method
     params = [p for p in model.parameters() if p.requires_grad]
+    if getattr(cfg, "optimizer", "sgd") == "adam":  # a method whose protocol fixes Adam (FedSA)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(
         params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
@@ -35,24 +41,46 @@ def train_locally(
     spec: RunSpec,
     *,
     seed: int,
+    privacy: "PrivateTraining | None" = None,
 ) -> dict[str, float]:
-    """Run `local_epochs` of SGD on `dataset`; returns the reply's metrics."""
-    torch.manual_seed(seed)  # dropout / random labels inside train_step
+    """Run `local_epochs` of SGD on `dataset`; returns the reply's metrics.
+
+    With `privacy` the same loop is DP-SGD: the hook swaps in a Poisson loader and a
+    clipping, noising optimizer, runs each backward pass, and afterwards unwraps the
+    model (trained in place) and keeps the round's ledger figures in `privacy.report`.
+    """
+    torch.manual_seed(seed)  # dropout / random labels inside train_step (and Poisson batches)
     loader = make_loader(dataset, spec.method.batch_size, seed)
     optimizer = make_optimizer(model, spec)
     model.train()
+    backward = _plain_backward(method, model, spec)
+    if privacy is not None:
+        _, optimizer, loader = privacy.attach(model, optimizer, loader)
+        backward = privacy.backward
     started, total_loss, steps = time.perf_counter(), 0.0, 0
     for _ in range(spec.method.local_epochs):
         for batch in loader:
             optimizer.zero_grad(set_to_none=True)
-            loss = method.train_step(model, batch, spec)
-            loss.backward()
+            loss = backward(batch)
+            if loss is None:  # an empty Poisson batch: nothing learnt, nothing spent
+                continue
             optimizer.step()
-            total_loss += loss.item()
+            total_loss += loss
             steps += 1
+    if privacy is not None:
+        privacy.finish()
     return {
         "num-examples": len(dataset),
         "train-loss": total_loss / max(steps, 1),
         "steps": steps,
         "train-seconds": time.perf_counter() - started,
     }
+
+
+def _plain_backward(method: Method, model: torch.nn.Module, spec: RunSpec) -> Callable[[tuple], float]:
+    def backward(batch: tuple) -> float:
+        loss = method.train_step(model, batch, spec)
+        loss.backward()
+        return loss.item()
+
+    return backward

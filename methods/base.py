@@ -26,6 +26,10 @@ from methods.config import (
     config_keys,
     to_flat,
 )
+from methods.privacy_config import AuditConfig, DPConfig
+
+# Cross-cutting config sections every method accepts (`dp.target-epsilon`, `audit.enabled`).
+CROSS_CUTTING = {"dp": DPConfig, "audit": AuditConfig}
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,13 @@ class LocalTrainingConfig:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """A fully resolved run: federation + data + the method's own config."""
+    """A fully resolved run: federation + data + the method's own config (+ dp, audit)."""
 
     federation: FederationConfig
     data: DataConfig
     method: Any
+    dp: DPConfig = DPConfig()
+    audit: AuditConfig = AuditConfig()
 
     @property
     def method_name(self) -> str:
@@ -67,6 +73,8 @@ class RunSpec:
         flat = to_flat(self.federation)
         flat.update(to_flat(self.data, "data."))
         flat.update(to_flat(self.method, self.method_name + "."))
+        for section in CROSS_CUTTING:
+            flat.update(to_flat(getattr(self, section), section + "."))
         return flat
 
     def to_json(self) -> str:
@@ -77,8 +85,9 @@ class RunSpec:
         return parse_run_spec(json.loads(text))
 
 
-def _split_sections(flat: Mapping[str, Any], method: str) -> tuple[dict, dict, dict]:
+def _split_sections(flat: Mapping[str, Any], method: str) -> tuple[dict, dict, dict, dict]:
     fed, data, meth = {}, {}, {}
+    cross: dict[str, dict] = {section: {} for section in CROSS_CUTTING}
     for key, value in flat.items():
         section, _, rest = key.partition(".")
         if not rest:
@@ -87,12 +96,14 @@ def _split_sections(flat: Mapping[str, Any], method: str) -> tuple[dict, dict, d
             data[rest] = value
         elif section == method:
             meth[rest] = value
+        elif section in cross:
+            cross[section][rest] = value
         else:
             raise ConfigError(
-                f"unknown key {key!r}: section {section!r} is neither 'data' nor the "
-                f"method {method!r}"
+                f"unknown key {key!r}: section {section!r} is neither 'data', "
+                f"{', '.join(repr(s) for s in CROSS_CUTTING)} nor the method {method!r}"
             )
-    return fed, data, meth
+    return fed, data, meth, cross
 
 
 def parse_run_spec(flat: Mapping[str, Any]) -> RunSpec:
@@ -101,12 +112,13 @@ def parse_run_spec(flat: Mapping[str, Any]) -> RunSpec:
 
     method_name = str(flat.get("method", FederationConfig.method))
     method = get_method(method_name)
-    fed_values, data_values, method_values = _split_sections(flat, method_name)
+    fed_values, data_values, method_values, cross = _split_sections(flat, method_name)
     federation = build_dataclass(FederationConfig, fed_values)
     _validate_federation(federation)
     data = build_dataclass(DataConfig, data_values, "data.")
     method_cfg = build_dataclass(method.config_cls, method_values, method_name + ".")
-    return RunSpec(federation, data, method_cfg)
+    sections = {s: build_dataclass(cls, cross[s], s + ".") for s, cls in CROSS_CUTTING.items()}
+    return RunSpec(federation, data, method_cfg, **sections)
 
 
 def valid_keys(method_name: str) -> list[str]:
@@ -117,6 +129,7 @@ def valid_keys(method_name: str) -> list[str]:
         config_keys(FederationConfig)
         + config_keys(DataConfig, "data.")
         + config_keys(method.config_cls, method_name + ".")
+        + [key for s, cls in CROSS_CUTTING.items() for key in config_keys(cls, s + ".")]
     )
 
 
@@ -153,9 +166,29 @@ class Method(ABC):
     def train_step(self, model: nn.Module, batch: tuple, spec: RunSpec) -> torch.Tensor:
         """The loss of one local mini-batch; the shared loop does backward and step."""
 
+    def per_sample_loss(self, model: nn.Module, batch: tuple, spec: RunSpec) -> torch.Tensor:
+        """The (N,) per-example losses whose mean is `train_step`'s loss.
+
+        Optional: DP-SGD with ghost clipping (clients/privacy.py) reweights each
+        example's loss, which a mean cannot do. Methods that override it can use it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} gives no per-example losses")
+
     def train_dataset(self, spec: RunSpec) -> ArrayDataset:
         """The data set the federation's partitions are cut from."""
         return load_dataset(spec.data.dataset, "train", root=spec.data.root or None)
+
+    def node_partition(self, spec: RunSpec, labels: np.ndarray, num_partitions: int) -> list[np.ndarray]:
+        """Each simulated/demo node's indices into `train_dataset` (the scenario's partitioner).
+
+        A method whose protocol fixes who holds what overrides it (LIRF: the owner
+        node holds the deposit classes).
+        """
+        from methods.common.partition import partition
+
+        return partition(labels, scheme=spec.data.partitioner, num_clients=num_partitions,
+                         seed=spec.federation.seed, alpha=spec.data.dirichlet_alpha,
+                         classes_per_client=spec.data.classes_per_client)
 
     def test_dataset(self, spec: RunSpec) -> ArrayDataset:
         """The server's held-out evaluation data."""

@@ -44,8 +44,12 @@ def method_names() -> list[str]:
 def _register_builtin() -> None:
     # One line per method; keep sorted.
     from methods.fedavg.method import FedAvgMethod
+    from methods.fedsa.method import FedSAMethod
+    from methods.lirf.method import LIRF
 
     register(FedAvgMethod())
+    register(FedSAMethod())
+    register(LIRF())
 
 
 _register_builtin()

@@ -22,10 +22,16 @@ ARRAYS = "arrays"
 METRICS = "metrics"
 CONFIG = "config"
 ERROR = "error"
+# DP runs: a request carries the node's ledger history ("history": LedgerEntry payloads),
+# a reply this round's entry ("ledger") and the figures beside it (server/ledger.py).
+PRIVACY = "privacy"
 
 
 def to_array_record(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
-    return ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in arrays.items()})
+    # reshape: ascontiguousarray turns 0-d arrays (BatchNorm step counters) into shape (1,)
+    return ArrayRecord(
+        {k: Array(np.ascontiguousarray(v).reshape(np.shape(v))) for k, v in arrays.items()}
+    )
 
 
 def from_array_record(record: ArrayRecord) -> dict[str, np.ndarray]:
@@ -61,3 +67,11 @@ def read_error(content: RecordDict) -> pb.ErrorReply | None:
     if ERROR not in content:
         return None
     return decode(pb.ErrorReply, content[ERROR]["payload"])
+
+
+def ledger_entries(content: RecordDict, key: str = "history") -> list[pb.LedgerEntry]:
+    """The LedgerEntry payloads under content["privacy"][key] ([] when absent)."""
+    if PRIVACY not in content or key not in content[PRIVACY]:
+        return []
+    value = content[PRIVACY][key]
+    return [decode(pb.LedgerEntry, item) for item in (value if isinstance(value, list) else [value])]

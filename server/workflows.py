@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from server.fedsa import run_fedsa
+from server.lirf import run_lirf
 from server.rounds import run_rounds
 
 Workflow = Callable[..., dict[str, Any]]
 
 WORKFLOWS: dict[str, Workflow] = {
     "rounds": run_rounds,
+    "fedsa": run_fedsa,
+    "lirf": run_lirf,
 }

@@ -17,6 +17,9 @@ Bench = Callable[..., dict[str, Any]]
 
 BENCHES: dict[str, str] = {
     # name: "module:function" (imported lazily: benches pull in heavy code)
+    "fedsa": "simulations.bench_fedsa:run",
+    "dp-overhead": "simulations.bench_dp:run",
+    "lirf": "simulations.bench_lirf:run",
 }
 
 

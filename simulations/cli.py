@@ -171,6 +171,29 @@ def bench(
 
 
 @cli.command()
+def audit(
+    run_dir: Path = typer.Argument(..., help="a run directory (fedvault simulate --out)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="report directory (default RUN_DIR/audit)"),
+) -> None:
+    """Write the run's privacy audit report; exit 1 when a check FAILs, 2 for a bad run dir."""
+    from server.audit.report import ReportError, write_report
+
+    try:
+        report = write_report(run_dir, out)
+    except ReportError as exc:
+        fail(str(exc))
+    table = Table(title=f"privacy audit: {report['verdict']}", show_header=True)
+    for column in ("id", "check", "status", "detail"):
+        table.add_column(column)
+    for check in report["checks"]:
+        table.add_row(check["id"], check["name"], check["status"], check["detail"][:100])
+    console.print(table)
+    console.print(f"report: [bold]{(out or run_dir / 'audit') / 'report.html'}[/]")
+    if report["verdict"] == "FAIL":
+        raise typer.Exit(1)
+
+
+@cli.command()
 def scenarios() -> None:
     """List the scenarios."""
     for name in scenario_names():

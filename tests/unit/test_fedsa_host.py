@@ -99,7 +99,8 @@ def test_a_malformed_probe_is_refused(spec, damage, message):
 
 def test_a_distill_reply_carries_the_students_weights_only(spec):
     request = _student_request(spec)
-    reply = host.distill_phase(spec, round_header(spec, 1, "distill"), request, _context(partition=1))
+    reply = host.distill_phase(spec, round_header(spec, 1, "distill"), request,
+                               _context(partition=1))
     assert set(reply) == {ARRAYS, METRICS}
     sent = from_array_record(request[ARRAYS])
     returned = from_array_record(reply[ARRAYS])
@@ -136,3 +137,21 @@ def test_the_egress_guard_refuses_any_reply_holding_a_private_tensor(spec):
     for reply in (renamed, smuggled, listed):
         with pytest.raises(host.EgressViolation, match="never leave the node"):
             host.check_egress(reply, private)
+
+
+def test_a_node_reading_its_own_image_folder_trains_a_teacher_for_that_folders_task(
+        spec, tmp_path):
+    from methods.common.datasets import MNIST_MEAN, MNIST_STD, write_image_folder
+
+    own = canvas_split(spec).nodes[4].task("R:parity").subset(range(60))  # 2 classes
+    write_image_folder(own, tmp_path / "mine", ["even", "odd"], normalize=(MNIST_MEAN, MNIST_STD))
+    labelled, transfer, task = host.node_labelled_data(spec, {"data-dir": str(tmp_path / "mine")})
+    assert task == "folder:mine" and labelled.num_classes == 2 and len(transfer) == 60
+    assert labelled.x.shape == (60, 1, 14, 28)
+    by_class = np.argsort(own.y, kind="stable")  # the folder is read class by class
+    assert np.array_equal(labelled.y, own.y[by_class])
+    assert np.abs(labelled.x - own.x[by_class]).max() < 0.02  # the same canvases, from 8-bit PNGs
+    context = Context(run_id=1, node_id=9, node_config={"data-dir": str(tmp_path / "mine")},
+                      state=RecordDict(), run_config={})
+    reply = host.teacher_phase(spec, round_header(spec, 0, "teacher"), RecordDict(), context)
+    assert reply[METRICS]["num-examples"] == 60

@@ -13,13 +13,15 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common.serde import recorddict_to_proto
+from flwr.supercore.task_identity import TaskIdentity
 
 from clients.fedsa_host import TEACHER, TRANSLATOR
 from protos import fedvault_pb2 as pb
 from protos.codec import decode
 from protos.records import ARRAYS, CONFIG, METRICS, from_array_record, to_array_record
+from methods.config import ConfigError
 from server.federation import FederationError
-from server.fedsa import FedSAAverage
+from server.fedsa import FedSAAverage, foreign_content
 from server.runner import Job, run_job
 from server.scenario import resolve
 from tests.inprocess_grid import InProcessGrid, partition_nodes
@@ -33,15 +35,30 @@ FAST = {"num-server-rounds": "2", "fedsa.reselect-every": "1", "fedsa.teacher-ep
 
 def _run(tmp_path, grid, name="run", **over):
     torch.set_num_threads(1)
-    job = Job(spec=resolve("fedsa", {**FAST, **over}), run_dir=str(tmp_path / name), scenario="fedsa")
+    spec = resolve("fedsa", {**FAST, **over})
+    job = Job(spec=spec, run_dir=str(tmp_path / name), scenario="fedsa")
     return run_job(grid, job), tmp_path / name
 
 
-def _phase(grid, reply: Message) -> str:
-    request = next(m for m in grid.sent if m.metadata.message_id == reply.metadata.reply_to_message_id)
+def _metrics(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _phase(request: Message) -> str:
     if request.metadata.message_type == "query.info":
         return "info"
     return decode(pb.RoundHeader, request.content[CONFIG]["header"]).phase
+
+
+def _exchanges(grid) -> list[tuple[str, int, Message]]:
+    """(phase, node id, reply) for every reply; no node is dead, so requests and replies pair up."""
+    assert len(grid.sent) == len(grid.replies)
+    return [(_phase(req), node, reply) for req, (node, reply) in zip(grid.sent, grid.replies)]
+
+
+def _current_phase(grid) -> str:
+    # The in-process grid runs one request at a time: a tamper hook sees the latest one.
+    return _phase(grid.sent[-1])
 
 
 @pytest.fixture(scope="module")
@@ -60,19 +77,22 @@ def test_a_run_reports_the_issue_summary(honest):
     assert [s["round"] for s in summary["selected"]] == [1, 2]
     assert all(sum(s["draws"].values()) == 2 for s in summary["selected"])
     assert summary["teacher_weights_sent"] is False and summary["bytes_from_teachers"] > 0
-    phases = [(m["round"], m["phase"]) for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
-    assert phases == [(0, "teacher"), (0, "prefit"), (1, "select"), (1, "distill"),
+    phases = [(m["round"], m["phase"]) for m in _metrics(run)]
+    # Adaptation is measured at the end of every selection period (here every round).
+    assert phases == [(0, "teacher"), (0, "prefit"), (1, "select"), (1, "distill"), (1, "adapt"),
                       (2, "select"), (2, "distill"), (2, "adapt")]
 
 
 def test_no_teacher_or_translator_tensor_is_in_any_message_a_node_sends(honest):
     grid, _, _ = honest
-    assert len(grid.replies) == 6 + 6 + 6 * 2 + 2 * 2  # info, teacher, 2 selects, 2 distills
-    for node_id, reply in grid.replies:
+    phases = [phase for phase, _, _ in _exchanges(grid)]
+    assert [phases.count(p) for p in ("info", "teacher", "select", "distill")] == [6, 6, 12, 4]
+    for _, node_id, reply in _exchanges(grid):
         state = grid.contexts[node_id].state
         private = from_array_record(state[TEACHER])
         if TRANSLATOR in state:
-            private.update({f"translator.{k}": v for k, v in from_array_record(state[TRANSLATOR]).items()})
+            translator = from_array_record(state[TRANSLATOR])
+            private.update({f"translator.{k}": v for k, v in translator.items()})
         blob = recorddict_to_proto(reply.content).SerializeToString()
         sent = [a.numpy() for record in reply.content.values() if isinstance(record, ArrayRecord)
                 for a in record.values()]
@@ -84,7 +104,7 @@ def test_no_teacher_or_translator_tensor_is_in_any_message_a_node_sends(honest):
 
 def test_a_selection_reply_is_nothing_but_one_similarity_report(honest):
     grid, _, _ = honest
-    selects = [r for _, r in grid.replies if _phase(grid, r) == "select"]
+    selects = [r for phase, _, r in _exchanges(grid) if phase == "select"]
     assert len(selects) == 12
     for reply in selects:
         assert set(reply.content) == {CONFIG} and set(reply.content[CONFIG]) == {"similarity"}
@@ -93,8 +113,8 @@ def test_a_selection_reply_is_nothing_but_one_similarity_report(honest):
 
 def test_bytes_from_teachers_is_the_serialized_size_of_every_fedsa_reply(honest):
     grid, summary, _ = honest
-    expected = sum(recorddict_to_proto(r.content).ByteSize() for _, r in grid.replies
-                   if _phase(grid, r) != "info")
+    expected = sum(recorddict_to_proto(r.content).ByteSize() for phase, _, r in _exchanges(grid)
+                   if phase != "info")
     assert summary["bytes_from_teachers"] == expected
     by_phase = summary["bytes_from_teachers_by_phase"]
     assert by_phase["select"] < 100 * 12  # a scalar report each, not maps or weights
@@ -102,15 +122,14 @@ def test_bytes_from_teachers_is_the_serialized_size_of_every_fedsa_reply(honest)
 
 def test_selection_decisions_are_logged_as_typed_payloads(honest):
     grid, summary, run = honest
-    records = [m for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-               if m["phase"] == "select"]
+    records = [m for m in _metrics(run) if m["phase"] == "select"]
     for record, selected in zip(records, summary["selected"]):
         decision = decode(pb.SelectionDecision, base64.b64decode(record["decision"]["payload"]))
         assert decision.mode == "topk" and sorted(decision.weights) == [0.5, 0.5]
         assert len(decision.node_ids) == 2 and set(decision.node_ids) <= set(grid.contexts)
         top2 = sorted(record["similarity"], key=lambda k: -record["similarity"][k])[:2]
         assert sorted(selected["draws"]) == sorted(top2)
-    distilled = [n for n, r in grid.replies if _phase(grid, r) == "distill"]
+    distilled = [n for phase, n, _ in _exchanges(grid) if phase == "distill"]
     assert len(distilled) == 4  # only the drawn nodes distil
 
 
@@ -119,17 +138,45 @@ def test_draws_weigh_the_average_not_example_counts():
     strategy.draws = {1: 2, 2: 1}
     a = {"w": np.full(3, 3.0, np.float32), "n": np.asarray(10, np.int64)}
     b = {"w": np.zeros(3, np.float32), "n": np.asarray(13, np.int64)}
+    TaskIdentity.run_id = TaskIdentity.task_id = 1
     replies = []
     for node, arrays, examples in ((1, a, 1), (2, b, 10_000)):
-        reply = Message(RecordDict({ARRAYS: to_array_record(arrays), METRICS: MetricRecord(
-            {"num-examples": examples, "train-loss": 1.0})}), dst_node_id=node, message_type="train")
-        reply.metadata.__dict__["_src_node_id"] = node
-        replies.append(reply)
+        request = Message(RecordDict(), dst_node_id=node, message_type="train")
+        TaskIdentity.node_id = node  # a reply's source is the node whose process builds it
+        metrics = MetricRecord({"num-examples": examples, "train-loss": 1.0})
+        content = RecordDict({ARRAYS: to_array_record(arrays), METRICS: metrics})
+        replies.append(Message(content, reply_to=request))
     arrays, metrics = strategy.aggregate_train(1, replies)
     mean = from_array_record(arrays)
     assert np.allclose(mean["w"], 2.0)  # (2·3 + 1·0) / 3, whatever num-examples says
     assert mean["n"].dtype == np.int64 and mean["n"].shape == () and int(mean["n"]) == 11
     assert metrics["train-loss"] == pytest.approx(1.0)
+
+
+def _reply(content: RecordDict) -> Message:
+    TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = 1  # Message() needs one
+    return Message(content, dst_node_id=1, message_type="query")
+
+
+@pytest.mark.parametrize("phase, content, found", [
+    ("select", RecordDict({CONFIG: ConfigRecord({"similarity": b"", "w": b"x" * 64})}),
+     "config keys ['w']"),
+    ("teacher", RecordDict({METRICS: MetricRecord({"num-examples": 1, "w": [0.1, 0.2]})}),
+     "list-valued metric 'w'"),
+    ("teacher", RecordDict({ARRAYS: to_array_record({"w": np.zeros(3)})}), "record 'arrays'"),
+    ("distill", RecordDict({ARRAYS: to_array_record({"w": np.zeros(3), "t": np.zeros(2)})}),
+     "array 't' (2,)"),
+])
+def test_anything_beyond_a_phases_schema_is_foreign_content(phase, content, found):
+    template = {"w": np.zeros(3)}
+    assert any(found in item for item in foreign_content(_reply(content), phase, template))
+
+
+def test_a_reply_within_its_schema_has_no_foreign_content():
+    template = {"w": np.zeros(3)}
+    honest = RecordDict({ARRAYS: to_array_record({"w": np.ones(3)}),
+                         METRICS: MetricRecord({"num-examples": 5, "train-loss": 0.1})})
+    assert foreign_content(_reply(honest), "distill", template) == []
 
 
 def test_fewer_teachers_than_k_is_a_clear_error_at_start(tmp_path):
@@ -150,7 +197,7 @@ def test_bad_similarities_and_bad_updates_are_dropped_and_logged(tmp_path):
     broken = {"distill": 0}
 
     def tamper(node_id: int, reply: Message) -> Message:
-        phase = _phase(grid, reply)
+        phase = _current_phase(grid)
         if phase == "select" and node_id == p[0]:  # NaN similarity, every selection
             reply.content[CONFIG] = ConfigRecord({"similarity": _nan_report(1)})
         elif phase == "select" and node_id == p[1]:  # no report at all
@@ -163,7 +210,6 @@ def test_bad_similarities_and_bad_updates_are_dropped_and_logged(tmp_path):
         return reply
 
     grid.tamper = tamper
-    grid.replies = []
     summary, run = _run(tmp_path, grid)
     events = (run / "events.log").read_text()
     assert f"node {p[0]} (partition 0) update rejected: no valid SimilarityReport" in events
@@ -171,17 +217,19 @@ def test_bad_similarities_and_bad_updates_are_dropped_and_logged(tmp_path):
     assert f"node {p[1]} (partition 1) update rejected: no valid SimilarityReport" in events
     assert "features.0.weight: shape (4, 1, 3, 3)" in events
     assert set(summary["similarity"]) == {"p2", "p3", "p4", "p5"}  # the two were dropped
-    distills = [m for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-                if m["phase"] == "distill"]
+    distills = [m for m in _metrics(run) if m["phase"] == "distill"]
     assert [m["replies"] for m in distills] == [1, 2]  # round 1 averaged the good update only
-    assert summary["teacher_weights_sent"] is False  # bad, but no foreign content
+    # An array the student does not have could be anything, a teacher tensor too: the run
+    # can no longer vouch that no teacher weight was sent, and says so.
+    assert summary["teacher_weights_sent"] is True
+    assert "sent unexpected content: array 'features.0.weight' (4, 1, 3, 3)" in events
 
 
 def test_a_reply_carrying_extra_arrays_is_reported_as_teacher_weights_sent(tmp_path):
     grid = InProcessGrid(partition_nodes(6))
 
     def leak(node_id: int, reply: Message) -> Message:
-        if _phase(grid, reply) == "distill":
+        if _current_phase(grid) == "distill":
             teacher = from_array_record(grid.contexts[node_id].state[TEACHER])
             reply.content["leak"] = to_array_record(teacher)
         return reply
@@ -191,3 +239,74 @@ def test_a_reply_carrying_extra_arrays_is_reported_as_teacher_weights_sent(tmp_p
     assert summary["teacher_weights_sent"] is True
     assert "distill: node" in (run / "events.log").read_text()
     assert "record 'leak' (ArrayRecord)" in (run / "events.log").read_text()
+
+
+class ServerCrash(RuntimeError):
+    pass
+
+
+def test_a_resumed_run_continues_after_its_last_checkpoint(tmp_path):
+    grid = InProcessGrid(partition_nodes(6))
+    selections = {"n": 0}
+
+    def crash_at_second_selection(node_id: int, reply: Message) -> Message:
+        if _current_phase(grid) == "select":
+            selections["n"] += 1
+            if selections["n"] > 6:
+                raise ServerCrash("the server died in round 2")
+        return reply
+
+    grid.tamper = crash_at_second_selection
+    with pytest.raises(ServerCrash):
+        _run(tmp_path, grid, **{"num-server-rounds": "3"})
+    before = _metrics(tmp_path / "run")
+    assert before[-1]["round"] == 1
+    fresh = InProcessGrid(partition_nodes(6))  # new node ids; the teachers are re-hosted
+    summary = run_job(fresh, Job(spec=None, run_dir=str(tmp_path / "run"), resume=True))
+    after = _metrics(tmp_path / "run")
+    assert summary["rounds"] == 3 and summary["accuracy_scratch"] == before[1]["accuracy_scratch"]
+    assert [m["phase"] for m in after].count("prefit") == 1  # the student was not re-fitted
+    assert [m["round"] for m in after if m["phase"] == "distill"] == [1, 2, 3]
+    assert [s["round"] for s in summary["selected"]] == [1, 2, 3]
+
+
+class ReversedGrid(InProcessGrid):
+    """Replies arrive in the reverse order (a real federation answers in any order)."""
+
+    def send_and_receive(self, messages, *, timeout=None):
+        return list(reversed(super().send_and_receive(messages, timeout=timeout)))
+
+
+def test_the_seeded_draw_does_not_depend_on_the_order_replies_arrive(tmp_path):
+    over = {"num-server-rounds": "1", "fedsa.selection": "sampled", "fedsa.k": "4"}
+    forward, _ = _run(tmp_path, InProcessGrid(partition_nodes(6)), "forward", **over)
+    backward, _ = _run(tmp_path, ReversedGrid(partition_nodes(6)), "backward", **over)
+    assert forward["selected"] == backward["selected"]
+    assert forward["accuracy"] == backward["accuracy"]
+
+
+def test_a_drawn_teacher_that_dies_is_dropped_and_the_rounds_go_on(tmp_path):
+    grid = InProcessGrid(partition_nodes(6))
+    p0 = min(grid.contexts)
+
+    def die_after_its_first_report(node_id: int, reply: Message) -> Message:
+        if node_id == p0 and _current_phase(grid) == "select":
+            grid.dead.add(p0)  # it answers this selection, then never again
+        return reply
+
+    grid.tamper = die_after_its_first_report
+    summary, run = _run(tmp_path, grid, **{"fedsa.selection": "fixed",
+                                           "fedsa.fixed-teachers": "0,1"})
+    events = (run / "events.log").read_text()
+    assert f"round 1 distill: node {p0} (partition 0) sent no reply" in events
+    distills = [m for m in _metrics(run) if m["phase"] == "distill"]
+    assert [(m["sampled"], m["replies"]) for m in distills] == [(2, 1), (1, 1)]
+    assert [s["draws"] for s in summary["selected"]] == [{"p0": 1, "p1": 1}, {"p1": 1}]
+
+
+def test_dp_is_refused_until_the_distillation_step_takes_the_privacy_hook(tmp_path):
+    spec = resolve("fedsa", FAST)
+    if not hasattr(spec, "dp"):
+        pytest.skip("this build has no dp section")
+    with pytest.raises(ConfigError, match="dp.enabled is not supported by fedsa"):
+        _run(tmp_path, InProcessGrid(partition_nodes(6)), **{"dp.enabled": "true"})

@@ -1,0 +1,219 @@
+"""A FedSA teacher node: it hosts a private teacher and answers three phases.
+
+- "teacher": make sure the node's teacher exists: trained on the node's own
+  labelled canvases at its first request, or read from the checkpoint named by
+  node config `teacher` (`fedvault node --teacher CKPT`). It lives in the
+  node's `context.state` (per node, kept across rounds), never in a reply.
+- "select": Grad-CAM of the teacher on the server's probe images, compared with
+  the student's maps; the reply is ONE SimilarityReport (a scalar).
+- "distill": hint-distil the teacher into a copy of the student with the
+  node's persistent translator (methods/fedsa/hint.py) through the shared local
+  loop; the reply carries the student's weights only.
+
+Every reply passes `check_egress` first: if any teacher or translator tensor
+appears in its serialized bytes, the node refuses to send it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+from flwr.app import ConfigRecord, Context, MetricRecord, RecordDict
+from flwr.common.serde import recorddict_to_proto
+
+from clients.node_data import DATA_DIR, describe_node
+from clients.tasks import local_seed, node_key
+from clients.training import train_locally
+from methods.base import RunSpec
+from methods.common.datasets import MNIST_MEAN, MNIST_STD, ArrayDataset, load_image_folder
+from methods.fedsa.canvas import canvas_split, teacher_task_for
+from methods.fedsa.hint import HintDistillation, StudentWithTranslator
+from methods.fedsa.nets import CanvasCNN, Translator
+from methods.fedsa.saliency import grad_cam, saliency_similarity
+from methods.fedsa.student import fit_supervised
+from methods.fedsa.teacher import build_teacher, load_teacher, teacher_meta
+from methods.registry import get_method
+from protos import fedvault_pb2 as pb
+from protos.codec import encode
+from protos.records import ARRAYS, CONFIG, METRICS, from_array_record, to_array_record
+
+TEACHER_NODE_CONFIG = "teacher"  # node config key: path of a teacher checkpoint
+TEACHER = "fedsa.teacher"  # context.state: the teacher's weights (ArrayRecord)
+TEACHER_INFO = "fedsa.teacher-info"  # context.state: its description (ConfigRecord)
+TRANSLATOR = "fedsa.translator"  # context.state: translator_t (ArrayRecord)
+PROBE = "probe"  # request ArrayRecord: "images" N×1×H×W and "student-cam" N×(H·W)
+SIMILARITY = "similarity"  # reply ConfigRecord key of the encoded SimilarityReport
+MAX_PROBE = 4096  # a bound on the work one select request may ask of a node
+
+
+class EgressViolation(RuntimeError):
+    """A reply would carry a private tensor of this node; it is not sent."""
+
+
+# --- the node's data and teacher ------------------------------------------------------------
+
+def node_labelled_data(spec: RunSpec, node_config) -> tuple[ArrayDataset, ArrayDataset, str]:
+    """(the teacher's labelled data, the unlabelled transfer set, the teacher task)."""
+    pid, num_partitions, _ = describe_node(node_config)
+    if pid < 0:  # a real node: its image folder is its own task (one subdirectory per class)
+        root = Path(str(node_config[DATA_DIR]))
+        own = load_image_folder(root, channels=1, size=(14, 28), normalize=(MNIST_MEAN, MNIST_STD))
+        return own, _unlabelled(own.x), f"folder:{root.name}"
+    canvases = canvas_split(spec, num_partitions).nodes[pid]
+    task = teacher_task_for(pid)
+    return canvases.task(task), _unlabelled(canvases.x), task
+
+
+def _unlabelled(x: np.ndarray) -> ArrayDataset:
+    # Labels are zeros on purpose: distillation must not (and cannot) use them.
+    return ArrayDataset(x, np.zeros(len(x), dtype=np.int64), 1, "unlabelled")
+
+
+def train_teacher(spec: RunSpec, node_config) -> tuple[CanvasCNN, dict[str, Any]]:
+    """The node's own teacher: CE on 1 − val-fraction of its labelled data.
+
+    A private supervised fit with a cosine schedule (fit_supervised), not a
+    federated update: nothing of it is ever sent, so it needs neither the
+    shared loop's DP nor its constant learning rate (at a constant 3e-3 the
+    last epoch's validation accuracy swung between 0.65 and 0.99).
+    """
+    torch.set_num_threads(1)
+    cfg, method = spec.method, get_method(spec.method_name)
+    labelled, _, task = node_labelled_data(spec, node_config)
+    seed = local_seed(spec, 0, node_key(node_config) + "/teacher")
+    order = np.random.default_rng(seed).permutation(len(labelled))
+    n_val = max(1, int(round(cfg.teacher_val_fraction * len(labelled))))
+    torch.manual_seed(seed)
+    teacher = CanvasCNN(cfg.teacher_widths, labelled.num_classes, "batch")
+    fit_supervised(teacher, labelled.subset(order[n_val:]), epochs=cfg.teacher_epochs,
+                   lr=cfg.teacher_lr, batch_size=cfg.batch_size, seed=seed)
+    meta = teacher_meta(teacher, task, "batch", cfg.teacher_widths)
+    meta["val-accuracy"] = method.evaluate(teacher, labelled.subset(order[:n_val]))["accuracy"]
+    return teacher.eval(), meta
+
+
+def ensure_teacher(spec: RunSpec, context: Context) -> tuple[CanvasCNN, dict[str, Any]]:
+    """The node's teacher from its state; trained or loaded (and kept) on first use."""
+    if TEACHER in context.state:
+        meta = json.loads(str(context.state[TEACHER_INFO]["meta"]))
+        teacher = build_teacher(meta)
+        teacher.load_state_dict(_torch_state(context.state[TEACHER]), strict=True)
+        return teacher.eval(), meta
+    checkpoint = context.node_config.get(TEACHER_NODE_CONFIG)
+    if checkpoint:
+        teacher, meta = load_teacher(str(checkpoint))
+    else:
+        teacher, meta = train_teacher(spec, context.node_config)
+    context.state[TEACHER] = to_array_record(_numpy_state(teacher))
+    context.state[TEACHER_INFO] = ConfigRecord({"meta": json.dumps(meta)})
+    return teacher, meta
+
+
+def _numpy_state(module: torch.nn.Module) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy().copy() for k, v in module.state_dict().items()}
+
+
+def _torch_state(record) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v.copy()) for k, v in from_array_record(record).items()}
+
+
+# --- egress guard --------------------------------------------------------------------------
+
+def private_arrays(context: Context) -> list[np.ndarray]:
+    """Every tensor that must never leave this node: the teacher's and the translator's."""
+    arrays: list[np.ndarray] = []
+    for key in (TEACHER, TRANSLATOR):
+        if key in context.state:
+            arrays += list(from_array_record(context.state[key]).values())
+    return arrays
+
+
+def check_egress(reply: RecordDict, private: Iterable[np.ndarray]) -> None:
+    """Refuse a reply whose serialized bytes contain a private tensor's bytes.
+
+    Constant tensors (an untrained BatchNorm's ones and zeros, step counters)
+    carry no learned knowledge and would match by chance, so they are skipped.
+    """
+    blob = recorddict_to_proto(reply).SerializeToString()
+    for array in private:
+        if array.size > 1 and array.min() != array.max() and array.tobytes() in blob:
+            raise EgressViolation(
+                f"refusing to send a reply containing a private {array.dtype} tensor of shape "
+                f"{array.shape}: teacher and translator weights never leave the node"
+            )
+
+
+def _reply(content: RecordDict, context: Context) -> RecordDict:
+    check_egress(content, private_arrays(context))
+    return content
+
+
+# --- phases (registered in clients/phases.py) ----------------------------------------------
+
+def teacher_phase(spec: RunSpec, header: pb.RoundHeader, content: RecordDict,
+                  context: Context) -> RecordDict:
+    _, meta = ensure_teacher(spec, context)
+    _, transfer, _ = node_labelled_data(spec, context.node_config)
+    # A checkpointed teacher comes without a validation figure: -1 says "not measured".
+    metrics = {"num-examples": len(transfer),
+               "teacher-val-accuracy": float(meta.get("val-accuracy", -1.0))}
+    return _reply(RecordDict({METRICS: MetricRecord(metrics)}), context)
+
+
+def read_probe(content: RecordDict) -> tuple[torch.Tensor, torch.Tensor]:
+    if PROBE not in content:
+        raise ValueError("select request has no ArrayRecord 'probe'")
+    probe = from_array_record(content[PROBE])
+    images, maps = probe.get("images"), probe.get("student-cam")
+    if images is None or maps is None:
+        raise ValueError("probe needs arrays 'images' and 'student-cam'")
+    if images.ndim != 4 or not 1 <= len(images) <= MAX_PROBE:
+        raise ValueError(f"probe images must be N×C×H×W, 1 <= N <= {MAX_PROBE}: {images.shape}")
+    expected = (len(images), images.shape[2] * images.shape[3])
+    if maps.shape != expected:
+        raise ValueError(f"student-cam must be N×(H·W) = {expected}, got {maps.shape}")
+    if not (np.isfinite(images).all() and np.isfinite(maps).all()):
+        raise ValueError("probe images and maps must be finite")
+    return torch.from_numpy(images.astype(np.float32)), torch.from_numpy(maps.astype(np.float32))
+
+
+def select_phase(spec: RunSpec, header: pb.RoundHeader, content: RecordDict,
+                 context: Context) -> RecordDict:
+    torch.set_num_threads(1)
+    images, student_maps = read_probe(content)
+    teacher, _ = ensure_teacher(spec, context)
+    similarity = saliency_similarity(student_maps, grad_cam(teacher, images))
+    report = pb.SimilarityReport(round=header.round, similarity=similarity, num_probe=len(images))
+    return _reply(RecordDict({CONFIG: ConfigRecord({SIMILARITY: encode(report)})}), context)
+
+
+def distill_phase(spec: RunSpec, header: pb.RoundHeader, content: RecordDict,
+                  context: Context) -> RecordDict:
+    torch.set_num_threads(1)
+    method = get_method(spec.method_name)
+    teacher, _ = ensure_teacher(spec, context)
+    student = method.build_model(spec)
+    method.load_shared_state(student, from_array_record(content[ARRAYS]))
+    translator = _translator(spec, context, student, teacher)
+    _, transfer, _ = node_labelled_data(spec, context.node_config)
+    seed = local_seed(spec, header.round, node_key(context.node_config))
+    metrics = train_locally(HintDistillation(teacher), StudentWithTranslator(student, translator),
+                            transfer, spec, seed=seed)
+    context.state[TRANSLATOR] = to_array_record(_numpy_state(translator))
+    reply = RecordDict({ARRAYS: to_array_record(method.shared_state(student)),
+                        METRICS: MetricRecord(metrics)})
+    return _reply(reply, context)
+
+
+def _translator(spec: RunSpec, context: Context, student: CanvasCNN,
+                teacher: CanvasCNN) -> Translator:
+    """translator_t, persistent on the node across rounds (fresh and seeded the first time)."""
+    torch.manual_seed(local_seed(spec, 0, node_key(context.node_config) + "/translator"))
+    translator = Translator(student.out_channels, teacher.out_channels, spec.method.student_norm)
+    if TRANSLATOR in context.state:
+        translator.load_state_dict(_torch_state(context.state[TRANSLATOR]), strict=True)
+    return translator

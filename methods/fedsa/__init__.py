@@ -1,0 +1,1 @@
+"""FedSA: federated selective aggregation (saliency-based teacher selection + amalgamation)."""

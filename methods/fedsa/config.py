@@ -1,0 +1,87 @@
+"""FedSA's run configuration (the `[fedsa]` section of a scenario).
+
+Defaults are the small-scale protocol of `notes/fedsa_lirf.md` §3.1 (two-digit
+canvases, 6 teacher nodes); the paper-scale defaults of the official code are
+in §1.5. The shared local loop reads `local_epochs`, `batch_size`, `lr`,
+`weight_decay` and `optimizer` for the node-side distillation step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from methods.base import LocalTrainingConfig
+from methods.config import ConfigError
+
+SELECTION_MODES = ("sampled", "topk", "random", "all", "fixed")
+NORMS = ("batch", "group")
+
+
+@dataclass(frozen=True)
+class FedSAConfig(LocalTrainingConfig):
+    """FedSA hyper-parameters; the inherited ones are the node's distillation step."""
+
+    local_epochs: int = 1
+    """Hint-distillation epochs over a selected node's unlabelled canvases per round (E)."""
+    batch_size: int = 64
+    """Mini-batch size of a node's steps (distillation and teacher training)."""
+    lr: float = 3e-3
+    """Learning rate of the distillation step (student + translator)."""
+    optimizer: str = "adam"
+    """Optimizer of the node-side steps (shared loop): adam (the protocol's) or sgd."""
+
+    selection: str = "sampled"
+    """sampled (official: k i.i.d. draws from softmax of min-max normalised q) | topk |
+    random (k without replacement) | all | fixed (the `fixed-teachers`; the oracle)."""
+    k: int = 2
+    """Teachers drawn per selection (k); a teacher drawn m times weighs m/k."""
+    reselect_every: int = 5
+    """Rounds between selections (R_sel); the first round always selects."""
+    fixed_teachers: tuple[int, ...] = ()
+    """Partition ids selected by `selection = "fixed"` (e.g. 0,1,2 = the relevant teachers)."""
+
+    probe_per_class: int = 5
+    """Labelled probe canvases per class held by the server (the student's only labels)."""
+    probe_epochs: int = 30
+    """Epochs of the student's pre-fit on the probe set (CE, Adam, cosine schedule)."""
+    probe_lr: float = 1e-2
+    """Adam learning rate of the pre-fit and of the task adaptation."""
+    probe_batch_size: int = 16
+    """Mini-batch size on the probe set."""
+    adapt_epochs: int = 60
+    """Epochs of task adaptation: fresh head, all weights fine-tuned on the probe set."""
+
+    student_widths: tuple[int, ...] = (8, 16, 16)
+    """Channels of the student's three conv blocks (the last one is C_s)."""
+    student_norm: str = "batch"
+    """batch (the protocol's BatchNorm) | group (GroupNorm; needed once DP-SGD is on)."""
+    teacher_widths: tuple[int, ...] = (16, 32, 32)
+    """Channels of a node's own teacher when it trains one (the last one is C_t)."""
+    teacher_epochs: int = 15
+    """Epochs of a node's teacher training on its own labelled canvases (CE, Adam, cosine)."""
+    teacher_lr: float = 3e-3
+    """Initial Adam learning rate of teacher training (cosine-annealed to 0)."""
+    teacher_val_fraction: float = 0.15
+    """Share of a node's canvases held out to report its teacher's accuracy."""
+
+    def validate(self) -> None:
+        super().validate()
+        problems = []
+        if self.selection not in SELECTION_MODES:
+            problems.append(f"selection must be one of {', '.join(SELECTION_MODES)}")
+        if self.optimizer not in ("adam", "sgd"):
+            problems.append("optimizer must be adam or sgd")
+        if self.student_norm not in NORMS:
+            problems.append(f"student-norm must be one of {', '.join(NORMS)}")
+        if self.k < 1 or self.reselect_every < 1:
+            problems.append("k and reselect-every must be >= 1")
+        if self.selection == "fixed" and not self.fixed_teachers:
+            problems.append('selection = "fixed" needs fixed-teachers (partition ids)')
+        if len(self.student_widths) != 3 or len(self.teacher_widths) != 3:
+            problems.append("student-widths and teacher-widths need three channel counts")
+        if self.probe_per_class < 1 or min(self.probe_epochs, self.adapt_epochs) < 0:
+            problems.append("probe-per-class must be >= 1 and the epochs >= 0")
+        if not 0.0 < self.teacher_val_fraction < 1.0:
+            problems.append("teacher-val-fraction must be in (0, 1)")
+        if problems:
+            raise ConfigError("fedsa: " + "; ".join(problems))

@@ -1,0 +1,60 @@
+"""FedSA: Shi et al., "Federated Selective Aggregation for Knowledge Amalgamation",
+arXiv:2207.13309 (journal version: Chip 2(3):100053, 2023); official code:
+zju-vipa/KamalEngine, examples/knowledge_amalgamation/FedSA.
+
+A server owning a student and a few labelled probe images learns a NEW task
+from teachers that stay on their nodes: (1) fit the student on the probe set;
+(2) saliency-based selection: nodes compare their teacher's Grad-CAM maps with
+the student's on the probe images and return one similarity scalar
+(saliency.py; sim_i = Σ_n 0.5 + 0.5·cos(S_s[n], S_i[n])); (3) draw teachers
+(selection.py: p = softmax(minmax(2 − N_p/sim))); (4) the drawn nodes distil
+into a copy of the student with the hint loss L = MSE(translator(F_s), F_t)
+(hint.py) and the server averages the copies, 1/k per draw; (5) task
+adaptation (student.py). The server workflow is server/fedsa.py, the node
+side clients/fedsa_host.py.
+
+This module is the method-interface view: the student, its data, and a
+supervised step on its target task (the interface's contract; FedSA's own
+fits with a cosine schedule are in student.py, its node step in hint.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from methods.base import Method, RunSpec
+from methods.common.datasets import ArrayDataset
+from methods.fedsa.canvas import NUM_CLASSES, canvas_split
+from methods.fedsa.config import FedSAConfig
+from methods.fedsa.nets import CanvasCNN
+
+
+class FedSAMethod(Method):
+    name = "fedsa"
+    config_cls = FedSAConfig
+    paper = "Shi et al., FedSA, arXiv:2207.13309 (Chip 2023)"
+    workflow = "fedsa"
+
+    def build_model(self, spec: RunSpec) -> nn.Module:
+        cfg = spec.method
+        return CanvasCNN(cfg.student_widths, NUM_CLASSES, cfg.student_norm)
+
+    def train_step(self, model: nn.Module, batch: tuple, spec: RunSpec) -> torch.Tensor:
+        """Cross-entropy on labelled canvases (the target task)."""
+        x, y = batch
+        return nn.functional.cross_entropy(model(x), y)
+
+    def train_dataset(self, spec: RunSpec) -> ArrayDataset:
+        """Every node's canvases, labelled with the target task (for checks and contracts)."""
+        nodes = canvas_split(spec).nodes
+        return ArrayDataset(np.concatenate([n.x for n in nodes]),
+                            np.concatenate([n.left for n in nodes]), NUM_CLASSES, "fedsa-canvas")
+
+    def test_dataset(self, spec: RunSpec) -> ArrayDataset:
+        return canvas_split(spec).test.target()
+
+    def probe_dataset(self, spec: RunSpec) -> ArrayDataset:
+        """The server's labelled probe set: `probe-per-class` canvases per class."""
+        return canvas_split(spec).probe.target()

@@ -1,0 +1,73 @@
+"""Who holds which data in the LIRF scenario, and which of the owner's samples form D_r.
+
+Class-level (notes/fedsa_lirf.md §3.2: D_r = all ~1,200 training images of the
+deposit classes): the scenario's partitioner splits the preserved classes over
+all nodes and the owner node additionally holds every deposit-class sample, so
+D_r is a data owner's whole holding of those classes. Sample-level: the usual
+partition of everything; D_r = ids into the owner's own shard.
+
+The retrain baseline (`fedavg-data = "preserved"`) is the same layout with D_r
+dropped: every node keeps exactly its preserved samples.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from methods.lirf.config import LIRFConfig, parse_sample_ids
+
+Partitioner = Callable[[np.ndarray, int], list[np.ndarray]]
+
+
+def node_indices(cfg: LIRFConfig, labels: np.ndarray, num_partitions: int,
+                 partitioner: Partitioner) -> list[np.ndarray]:
+    """Each node's sorted indices into the training set (see the module docstring)."""
+    if not 0 <= cfg.owner_partition < num_partitions:
+        raise ValueError(f"lirf.owner-partition {cfg.owner_partition} is outside "
+                         f"[0, {num_partitions})")
+    owner = cfg.owner_partition
+    if cfg.level == "sample":
+        shards = partitioner(labels, num_partitions)
+        if cfg.fedavg_data == "preserved":
+            ids = np.asarray(parse_sample_ids(cfg.deposit_samples))
+            _check_ids(ids, len(shards[owner]))
+            shards[owner] = np.delete(shards[owner], ids)
+        return shards
+    deposit = np.isin(labels, cfg.deposit_classes)
+    preserved = np.flatnonzero(~deposit)
+    shards = [preserved[s] for s in partitioner(labels[preserved], num_partitions)]
+    if cfg.fedavg_data == "all":
+        shards[owner] = np.sort(np.concatenate([shards[owner], np.flatnonzero(deposit)]))
+    return shards
+
+
+def deposit_indices(labels: np.ndarray, *, level: str, classes: Sequence[int] = (),
+                    sample_ids: Sequence[int] = (),
+                    num_classes: int = 0) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(D_r's indices into the owner's data, the deposit classes ḡ keeps).
+
+    Reads labels only. Sample-level deposit classes are the classes present in D_r;
+    they must leave some class preserved, whose logits T keeps (g in the objective).
+    """
+    if level == "class":
+        indices = np.flatnonzero(np.isin(labels, list(classes)))
+        found = tuple(sorted(int(c) for c in classes))
+    else:
+        indices = np.asarray(sorted(set(int(i) for i in sample_ids)), dtype=np.int64)
+        _check_ids(indices, len(labels))
+        found = tuple(sorted(int(c) for c in np.unique(labels[indices])))
+    if num_classes and len(found) >= num_classes:
+        raise ValueError(f"the deposit covers all {num_classes} classes; LIRF needs preserved "
+                         f"classes (deposit fewer classes, or samples of fewer classes)")
+    if not len(indices):
+        raise ValueError(f"this node holds no sample of the deposit ({level}-level); is it "
+                         f"the owner?")
+    return indices, found
+
+
+def _check_ids(ids: np.ndarray, size: int) -> None:
+    if len(ids) and (ids.min() < 0 or ids.max() >= size):
+        raise ValueError(f"deposit sample ids must lie in [0, {size}) (the owner's data), "
+                         f"got [{ids.min()}, {ids.max()}]")

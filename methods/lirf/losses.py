@@ -1,0 +1,61 @@
+"""LIRF's deposit objective (Ye et al., ECCV 2022, arXiv:2207.08224, §3.3).
+
+The paper's L_all = L_kr + λ_kp·L_kp + λ_re·L_re + λ_pt·L_pt (Eqs. 2-6) is
+trained, as in the official code (JngwenYe/LIRF train_deposit.py), as
+
+    L = α·τ²·KD(g(z_T/τ), g(z_T0/τ))      preservation L_kp
+      + (1−α)·CE(z_T, y_r)                 removal L_kr, y_r uniform over all classes
+      + α·τ²·KD(ḡ(z_T̃/τ), ḡ(z_T0/τ))     partial transfer L_pt
+      + (1−α)·CE(z_T̃, y)                  easy withdrawal L_re
+      − λ_at·L_at(h_T, h_T0)               attention distance (λ_at = 0 in the code)
+
+with KD(a, b) = KL(softmax(b) ‖ softmax(a)), g keeping the preserved-class
+logits and ḡ the deposit-class logits, all on x ∈ D_r (notes/fedsa_lirf.md §2.3).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def kd(student: torch.Tensor, teacher: torch.Tensor, classes: torch.Tensor,
+       temperature: float) -> torch.Tensor:
+    """τ²·KL(softmax(teacher/τ) ‖ softmax(student/τ)) over the `classes` columns only.
+
+    τ² keeps the gradient scale independent of τ (Hinton et al., 2015).
+    """
+    log_p = F.log_softmax(student[:, classes] / temperature, dim=1)
+    q = F.softmax(teacher[:, classes] / temperature, dim=1)
+    return F.kl_div(log_p, q, reduction="batchmean") * temperature**2
+
+
+def random_labels(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """y_r: uniform over all classes, redrawn for every batch (the official code)."""
+    return torch.randint(0, num_classes, y.shape, device=y.device)
+
+
+def attention_map(h: torch.Tensor) -> torch.Tensor:
+    """a(h): L2-normalised flattened mean_c h², entries below 0.005 zeroed."""
+    a = F.normalize(h.pow(2).mean(dim=1).flatten(1), dim=1)
+    return torch.where(a < 0.005, torch.zeros_like(a), a)
+
+
+def attention_distance(h_target: torch.Tensor, h_original: torch.Tensor) -> torch.Tensor:
+    """L_at = MSE(a(h_T), a(h_T0))."""
+    return F.mse_loss(attention_map(h_target), attention_map(h_original))
+
+
+def deposit_loss(out: dict[str, torch.Tensor], y: torch.Tensor, deposit_mask: torch.Tensor,
+                 *, temperature: float, alpha: float, lambda_at: float = 0.0) -> torch.Tensor:
+    """The official objective above; `out` is DepositNet's forward, y the true labels."""
+    preserved, deposit = ~deposit_mask, deposit_mask
+    z_original, z_target, z_recovered = out["z_original"], out["z_target"], out["z_recovered"]
+    y_random = random_labels(y, z_target.shape[1])
+    loss = (alpha * kd(z_target, z_original, preserved, temperature)
+            + (1 - alpha) * F.cross_entropy(z_target, y_random)
+            + alpha * kd(z_recovered, z_original, deposit, temperature)
+            + (1 - alpha) * F.cross_entropy(z_recovered, y))
+    if lambda_at > 0:  # maximise the distance: D_r knowledge must not be distillable from T
+        loss = loss - lambda_at * attention_distance(out["h_target"], out["h_original"])
+    return loss

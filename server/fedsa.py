@@ -1,0 +1,389 @@
+"""FedSA's server workflow (Method.workflow = "fedsa"); the algorithm is methods/fedsa/.
+
+Shi et al., FedSA, arXiv:2207.13309; message flow of notes/fedsa_lirf.md §1.7:
+
+    round 0   teacher phase: every node makes sure its private teacher exists;
+              the server pre-fits the student on its probe set and adapts a copy
+              of it (the probe-only baseline, accuracy_scratch)
+    round r   if (r − 1) mod R_sel = 0: selection: probe images + the student's
+              Grad-CAM maps go to every teacher node, each returns ONE
+              SimilarityReport; the server draws teachers (SelectionDecision)
+              distill: the drawn nodes return student weights; FedSAAverage
+              averages them with weight m/k per teacher drawn m times
+    end       task adaptation (fresh head, probe fine-tuning), last epoch tested
+
+Every reply from a teacher node is metered (serialized bytes) and checked
+against what its phase may carry; anything else — an extra record, an array
+that is not the student's — is logged and makes `teacher_weights_sent` true.
+A node whose similarity is NaN or missing, or whose update has the wrong
+shape, is dropped for that round and logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.common.serde import recorddict_to_proto
+from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords, aggregate_metricrecords
+
+from methods.base import Method, RunSpec
+from methods.config import ConfigError
+from methods.fedsa.canvas import is_relevant, teacher_task_for
+from methods.fedsa.saliency import grad_cam
+from methods.fedsa.selection import draw_weights, precision_at_k, select_teachers
+from methods.fedsa.student import adapt_and_test, prefit_student
+from protos import fedvault_pb2 as pb
+from protos.codec import PayloadError, decode, encode
+from protos.records import (
+    ARRAYS, CONFIG, ERROR, METRICS, from_array_record, header_config, to_array_record,
+)
+from server.federation import Federation, FederationError, SampledGrid
+from server.rounds import MAX_UPDATE_FACTOR, save_state
+from server.run_dir import RunDirectory
+from server.validation import check_update
+
+PROBE = "probe"  # request ArrayRecord: "images" and "student-cam" (clients/fedsa_host.py)
+SIMILARITY = "similarity"  # reply ConfigRecord key of the SimilarityReport
+# What a teacher node's reply may hold in each phase: {record key: record type}.
+REPLY_SCHEMA = {
+    "teacher": {METRICS: MetricRecord},
+    "select": {CONFIG: ConfigRecord},
+    "distill": {ARRAYS: ArrayRecord, METRICS: MetricRecord},
+}
+
+
+class FedSAAverage(FedAvg):
+    """FedAvg weighted by the server's draw counts (m/k), not by num-examples (§1.7 step 4).
+
+    The weights are the server's own record of the draws (`draws`, node id →
+    m), so a node cannot inflate its weight by reporting more examples.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1,
+                         min_evaluate_nodes=0, min_available_nodes=1)
+        self.draws: dict[int, int] = {}
+
+    def aggregate_train(self, server_round, replies):
+        replies = list(replies)
+        if not replies:
+            return None, None
+        contents = [RecordDict({
+            ARRAYS: r.content[ARRAYS],
+            METRICS: MetricRecord({"draws": float(self.draws[r.metadata.src_node_id]),
+                                   "train-loss": float(r.content[METRICS].get("train-loss", 0.0))}),
+        }) for r in replies]
+        mean = from_array_record(aggregate_arrayrecords(contents, "draws"))
+        # BatchNorm's integer step counters come back as floats; keep every dtype.
+        dtypes = {k: v.dtype for k, v in replies[0].content[ARRAYS].items()}
+        arrays = {k: np.rint(v).astype(dtypes[k]) if np.dtype(dtypes[k]).kind in "iu"
+                  else v.astype(dtypes[k]) for k, v in mean.items()}
+        return to_array_record(arrays), aggregate_metricrecords(contents, "draws")
+
+
+def reply_bytes(reply: Message) -> int:
+    """Serialized size of what a node sent (its RecordDict, or a Flower error's reason)."""
+    if reply.has_error():
+        return len(reply.error.reason.encode())
+    return recorddict_to_proto(reply.content).ByteSize()
+
+
+def foreign_content(reply: Message, phase: str, template: dict[str, np.ndarray]) -> list[str]:
+    """What a teacher node's reply holds beyond its phase's schema (empty = nothing)."""
+    if reply.has_error():
+        return []
+    allowed = {ERROR: ConfigRecord} if ERROR in reply.content else REPLY_SCHEMA[phase]
+    found = []
+    for key, record in reply.content.items():
+        if not isinstance(record, allowed.get(key, ())):
+            found.append(f"record {key!r} ({type(record).__name__})")
+        elif isinstance(record, ArrayRecord):
+            found += [f"array {name!r} {tuple(a.shape)}" for name, a in record.items()
+                      if name not in template or tuple(a.shape) != template[name].shape]
+        elif isinstance(record, MetricRecord):  # scalars only: a list could carry a tensor
+            found += [f"list-valued metric {name!r}" for name, value in record.items()
+                      if isinstance(value, list)]
+        elif key == CONFIG and set(record) != {SIMILARITY}:
+            found.append(f"config keys {sorted(set(record) - {SIMILARITY})}")
+    return found
+
+
+class ReplyMeter:
+    """A Grid proxy that meters and inspects every reply before the Federation sees it."""
+
+    def __init__(self, grid, inspect: Callable[[Message], None]) -> None:
+        self.grid = grid
+        self.inspect = inspect
+
+    def get_node_ids(self):
+        return self.grid.get_node_ids()
+
+    def send_and_receive(self, messages, *, timeout=None):
+        replies = list(self.grid.send_and_receive(messages, timeout=timeout))
+        for reply in replies:
+            self.inspect(reply)
+        return replies
+
+
+def _check_teacher_reply(reply: Message) -> str | None:
+    metrics = reply.content.get(METRICS)
+    if not isinstance(metrics, MetricRecord) or "teacher-val-accuracy" not in metrics:
+        return "teacher reply has no MetricRecord with 'teacher-val-accuracy'"
+    return None
+
+
+def teacher_key(fed: Federation, node_id: int) -> str:
+    """A node's name in summaries: "p<partition>" (stable across runs), else "n<node id>"."""
+    pid = fed.nodes[node_id].partition_id if node_id in fed.nodes else -1
+    return f"p{pid}" if pid >= 0 else f"n{node_id}"
+
+
+def relevance(key: str) -> bool | None:
+    """Ground truth of the canvas scenario (evaluation only; the selection never sees it)."""
+    return is_relevant(teacher_task_for(int(key[1:]))) if key.startswith("p") else None
+
+
+class FedSAWorkflow:
+    def __init__(self, fed: Federation, method: Method, spec: RunSpec, run: RunDirectory,
+                 state: dict[str, Any], progress: Callable[[dict[str, Any]], None]) -> None:
+        self.fed, self.method, self.spec, self.run = fed, method, spec, run
+        self.state, self.progress = state, progress
+        self.cfg = spec.method
+        self.probe = method.probe_dataset(spec)
+        self.test = method.test_dataset(spec)
+        self.strategy = FedSAAverage()
+        self.teachers: dict[str, int] = {}  # key → node id, the nodes hosting a ready teacher
+        self.phase = "info"
+        state.setdefault("bytes_from_teachers", {})
+        state.setdefault("foreign_content", [])
+        fed.grid = ReplyMeter(fed.grid, self._inspect)
+
+    # --- metering ------------------------------------------------------------------------
+    def _inspect(self, reply: Message) -> None:
+        if self.phase not in REPLY_SCHEMA:
+            return  # the foundation's membership handshake, not a FedSA phase
+        meter = self.state["bytes_from_teachers"]
+        meter[self.phase] = meter.get(self.phase, 0) + reply_bytes(reply)
+        for item in foreign_content(reply, self.phase, self.state["arrays"]):
+            who = self.fed.label(reply.metadata.src_node_id)
+            self.state["foreign_content"].append(f"{self.phase}: {who}: {item}")
+            self.run.log_event(f"{self.phase}: {who} sent unexpected content: {item}")
+
+    def _record(self, record: dict[str, Any]) -> None:
+        self.run.log_metrics(record)
+        self.progress(record)
+        save_state(self.run, self.state)
+
+    # --- round 0 ---------------------------------------------------------------------------
+    def host_teachers(self) -> None:
+        """Every node readies its teacher; too few for the selection rule is an error now."""
+        nodes = [n.node_id for n in self.fed.alive()]
+        self._check_enough(len(nodes), "are connected")
+        started, self.phase = time.perf_counter(), "teacher"
+        content = RecordDict({CONFIG: header_config(self.spec, 0, "teacher")})
+        messages = [Message(content, dst_node_id=nid, message_type="query") for nid in nodes]
+        replies = self.fed.exchange(messages, 0, "teacher", _check_teacher_reply)
+        accuracy = {}
+        for reply in replies:
+            key = teacher_key(self.fed, reply.metadata.src_node_id)
+            self.teachers[key] = reply.metadata.src_node_id
+            accuracy[key] = float(reply.content[METRICS]["teacher-val-accuracy"])
+        self._check_enough(len(self.teachers), "answered the teacher phase", set(self.teachers))
+        self.state["teacher_val_accuracy"] = accuracy
+        self._record({"round": 0, "phase": "teacher", "teacher_val_accuracy": accuracy,
+                      "replies": len(replies), "sampled": len(nodes),
+                      "seconds": time.perf_counter() - started})
+
+    def _check_enough(self, available: int, what: str, ready: set[str] | None = None) -> None:
+        cfg = self.cfg
+        if available == 0:
+            raise FederationError(f"no node {what}: FedSA has no teacher (see events.log)")
+        if cfg.selection == "fixed" and ready is not None:
+            missing = [p for p in cfg.fixed_teachers if f"p{p}" not in ready]
+            if missing:
+                raise FederationError(
+                    f"fixed-teachers {missing} are not among the nodes that {what}")
+        elif cfg.selection not in ("all", "fixed") and available < cfg.k:
+            raise FederationError(f"selection {cfg.selection!r} needs k={cfg.k} teachers but only "
+                                  f"{available} node(s) {what} (see events.log)")
+
+    def prefit(self) -> None:
+        """The student's probe fit, and the probe-only baseline from it (same seed, same head)."""
+        started = time.perf_counter()
+        arrays = prefit_student(self.method, self.spec, self.state["arrays"], self.probe)
+        scratch = adapt_and_test(self.method, self.spec, arrays, self.probe, self.test)
+        self.state["arrays"] = arrays
+        self.state["accuracy_scratch"] = scratch["accuracy"]
+        self._record({"round": 0, "phase": "prefit", "accuracy_scratch": scratch["accuracy"],
+                      "seconds": time.perf_counter() - started})
+
+    # --- selection -------------------------------------------------------------------------
+    def select(self, rnd: int) -> None:
+        started, self.phase = time.perf_counter(), "select"
+        reports: dict[int, float] = {}
+        messages = self._select_messages(rnd)
+        self.fed.exchange(messages, rnd, "select", lambda r: self._read_report(r, rnd, reports))
+        if not reports:
+            raise FederationError(
+                f"round {rnd}: no teacher returned a valid similarity (see events.log)")
+        # Partition order, not arrival order: the seeded draw must not depend on who answered first.
+        keys = [key for key, nid in self.teachers.items() if nid in reports]
+        sims = [reports[self.teachers[key]] for key in keys]
+        if len(keys) < self.cfg.k and self.cfg.selection in ("topk", "random"):
+            self.run.log_event(
+                f"round {rnd} select: only {len(keys)} similarities for k={self.cfg.k}")
+        rng = np.random.default_rng([self.spec.federation.seed, rnd, 17])
+        counts = select_teachers(self.cfg.selection, keys, sims, k=self.cfg.k,
+                                 num_probe=len(self.probe), rng=rng,
+                                 fixed=[f"p{p}" for p in self.cfg.fixed_teachers])
+        self.state["draws"] = counts
+        # A run resumed between this selection and its distillation selects round rnd again.
+        earlier = [s for s in self.state.get("selected", []) if s["round"] < rnd]
+        self.state["selected"] = earlier + [{"round": rnd, "draws": counts}]
+        per_probe = {key: sim / len(self.probe) for key, sim in zip(keys, sims)}
+        if "similarity" not in self.state:
+            self._first_selection(keys, sims, per_probe)
+        self._record({"round": rnd, "phase": "select", "similarity": per_probe, "draws": counts,
+                      "decision": self._decision(rnd, counts), "replies": len(reports),
+                      "sampled": len(messages), "seconds": time.perf_counter() - started})
+
+    def _select_messages(self, rnd: int) -> list[Message]:
+        student = self.method.build_model(self.spec)
+        self.method.load_shared_state(student, self.state["arrays"])
+        images = torch.from_numpy(np.ascontiguousarray(self.probe.x))
+        maps = grad_cam(student, images).numpy()  # S_s: N×(H·W)
+        probe = to_array_record({"images": self.probe.x, "student-cam": maps})
+        content = RecordDict({CONFIG: header_config(self.spec, rnd, "select"), PROBE: probe})
+        alive = {n.node_id for n in self.fed.alive()}
+        return [Message(content, dst_node_id=nid, message_type="query")
+                for nid in self.teachers.values() if nid in alive]
+
+    def _read_report(self, reply: Message, rnd: int, reports: dict[int, float]) -> str | None:
+        try:
+            report = decode(pb.SimilarityReport, reply.content[CONFIG][SIMILARITY])
+        except (KeyError, TypeError, PayloadError) as exc:  # missing, or NaN/∞ (the validator)
+            return f"no valid SimilarityReport ({exc})"
+        if report.round != rnd or report.num_probe != len(self.probe):
+            return (f"SimilarityReport for round {report.round} over {report.num_probe} probes, "
+                    f"expected round {rnd} over {len(self.probe)}")
+        if not 0.0 < report.similarity <= report.num_probe:
+            return f"similarity {report.similarity} outside (0, {report.num_probe}]"
+        reports[reply.metadata.src_node_id] = report.similarity
+        return None
+
+    def _first_selection(self, keys: list[str], sims: list[float], per_probe: dict) -> None:
+        self.state["similarity"] = per_probe
+        relevant = {key for key in keys if relevance(key)}
+        known = [key for key in keys if relevance(key) is not None]
+        if known:
+            k = min(self.cfg.k, len(keys))
+            self.state["selection_precision"] = precision_at_k(keys, sims, k, relevant)
+            rel = [per_probe[key] for key in known if key in relevant]
+            other = [per_probe[key] for key in known if key not in relevant]
+            if rel and other:
+                self.state["similarity_gap"] = float(np.mean(rel) - np.mean(other))
+
+    def _decision(self, rnd: int, counts: dict[str, int]) -> dict[str, Any]:
+        weights = draw_weights(counts)
+        decision = pb.SelectionDecision(round=rnd, mode=self.cfg.selection,
+                                        node_ids=[self.teachers[key] for key in counts],
+                                        weights=[weights[key] for key in counts])
+        payload = encode(decision)  # validated: finite, non-negative, no repeated node
+        return {"weights": weights, "payload": base64.b64encode(payload).decode()}
+
+    # --- distillation ----------------------------------------------------------------------
+    def distill(self, rnd: int) -> None:
+        started, self.phase = time.perf_counter(), "distill"
+        alive = {n.node_id for n in self.fed.alive()}
+        draws = {self.teachers[key]: m for key, m in self.state["draws"].items()
+                 if self.teachers.get(key) in alive}
+        if len(draws) < len(self.state["draws"]):
+            self.run.log_event(f"round {rnd} distill: drawn teachers lost before the round; "
+                               f"averaging the {len(draws)} still connected")
+        self.strategy.draws = draws
+        arrays = self.state["arrays"]
+        max_bytes = int(MAX_UPDATE_FACTOR * sum(a.nbytes for a in arrays.values())) + 4096
+        config = header_config(self.spec, rnd, "distill")
+        replies: list[Message] = []
+        if draws:  # none left: Flower's sampler would wait for a node forever
+            messages = self.strategy.configure_train(rnd, to_array_record(arrays), config,
+                                                     SampledGrid(list(draws)))
+            replies = self.fed.exchange(
+                messages, rnd, "distill",
+                lambda r: check_update(r.content, arrays, max_bytes=max_bytes))
+        loss = None
+        if replies:
+            aggregated, metrics = self.strategy.aggregate_train(rnd, replies)
+            self.state["arrays"] = from_array_record(aggregated)
+            loss = float(metrics["train-loss"])
+        else:
+            self.run.log_event(f"round {rnd} distill: no valid update; the student is unchanged")
+        self.state["round"] = rnd
+        self._record({"round": rnd, "phase": "distill", "train_loss": loss,
+                      "replies": len(replies), "sampled": len(draws),
+                      "seconds": time.perf_counter() - started})
+
+    def adapt(self, rnd: int) -> None:
+        started = time.perf_counter()
+        figures = adapt_and_test(self.method, self.spec, self.state["arrays"], self.probe,
+                                 self.test)
+        self.state["accuracy"] = figures["accuracy"]
+        self._record({"round": rnd, "phase": "adapt", "accuracy": figures["accuracy"],
+                      "loss": figures["loss"], "seconds": time.perf_counter() - started})
+
+    # --- the run ---------------------------------------------------------------------------
+    def __call__(self) -> dict[str, Any]:
+        self.host_teachers()
+        if "accuracy_scratch" not in self.state:
+            self.prefit()
+        rounds, every = self.spec.federation.num_server_rounds, self.cfg.reselect_every
+        for rnd in range(self.state["round"] + 1, rounds + 1):
+            if (rnd - 1) % every == 0 or "draws" not in self.state:
+                self.select(rnd)
+            self.distill(rnd)
+            if rnd % every == 0 or rnd == rounds:
+                self.adapt(rnd)
+        if "accuracy" not in self.state:  # zero rounds: the student is the pre-fit one
+            self.adapt(self.state["round"])
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        s = self.state
+        draws = [(key, m) for sel in s.get("selected", []) for key, m in sel["draws"].items()]
+        judged = [(relevance(key), m) for key, m in draws if relevance(key) is not None]
+        return {
+            "accuracy": s["accuracy"],
+            "accuracy_scratch": s["accuracy_scratch"],
+            "selection": self.cfg.selection,
+            "k": self.cfg.k,
+            "selection_precision": s.get("selection_precision"),
+            "similarity": s.get("similarity", {}),
+            "similarity_gap": s.get("similarity_gap"),
+            "selected": s.get("selected", []),
+            "relevant_share": (sum(m for rel, m in judged if rel) / sum(m for _, m in judged))
+            if judged else None,
+            "teacher_tasks": {key: teacher_task_for(int(key[1:])) for key in self.teachers
+                              if key.startswith("p")},
+            "teacher_val_accuracy": s.get("teacher_val_accuracy", {}),
+            "bytes_from_teachers": int(sum(s["bytes_from_teachers"].values())),
+            "bytes_from_teachers_by_phase": s["bytes_from_teachers"],
+            "teacher_weights_sent": bool(s["foreign_content"]),
+        }
+
+
+def run_fedsa(fed: Federation, method: Method, spec: RunSpec, run: RunDirectory,
+              state: dict[str, Any], progress: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    dp = getattr(spec, "dp", None)
+    if dp is not None and dp.enabled:
+        # The distillation step runs through the shared local loop, where DP-SGD hooks in,
+        # but the FedSA phases do not pass it on yet: refuse rather than run non-private.
+        raise ConfigError("dp.enabled is not supported by fedsa yet (its distillation step "
+                          "does not take the privacy hook); run without dp.enabled")
+    torch.set_num_threads(1)
+    return FedSAWorkflow(fed, method, spec, run, state, progress)()

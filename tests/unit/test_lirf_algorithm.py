@@ -1,0 +1,127 @@
+"""Claims about LIRF's algorithm pieces: losses, split nets, pruning, data layout, config."""
+
+import numpy as np
+import pytest
+import torch
+
+from methods.base import parse_run_spec
+from methods.config import ConfigError
+from methods.lirf.config import parse_sample_ids
+from methods.lirf.data import deposit_indices, node_indices
+from methods.lirf.losses import deposit_loss, kd, random_labels
+from methods.lirf.nets import DepositNet, RecoveredNet, SplitCNN, deposit_class_mask
+from methods.lirf.pruning import conv_sparsity, magnitude_prune, make_permanent
+from methods.lirf.withdraw import holds_module, module_sha256, recovered_arrays, shallow_part
+from methods.registry import get_method
+
+pytestmark = pytest.mark.unit
+MASK = deposit_class_mask((0, 1, 2), 10)
+
+
+def _spec(**over):
+    return parse_run_spec({"method": "lirf", **{f"lirf.{k}": v for k, v in over.items()}})
+
+
+def _net(seed=0):
+    torch.manual_seed(seed)
+    return SplitCNN(1, 10)
+
+
+def test_kd_vanishes_for_equal_logits_and_ignores_the_other_classes():
+    z = torch.randn(4, 10)
+    other = z.clone()
+    other[:, :3] += torch.randn(4, 3) * 5  # differs only on the deposit classes
+    assert kd(other, z, ~MASK, 4.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert kd(other, z, MASK, 4.0).item() > 0.01
+
+
+def test_random_labels_cover_all_classes_not_only_the_preserved_ones():
+    torch.manual_seed(0)
+    labels = random_labels(torch.zeros(5000, dtype=torch.long), 10)
+    assert set(labels.tolist()) == set(range(10))
+
+
+def test_deposit_loss_trains_both_shallow_parts_and_never_the_deep_part_or_teacher():
+    net = DepositNet(_net(), MASK)
+    net.train()
+    x, y = torch.randn(8, 1, 28, 28), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    deposit_loss(net(x), y, net.deposit_mask, temperature=4.0, alpha=0.8).backward()
+    trained = [*net.target.shallow.parameters()]
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trained)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.deposit.parameters())
+    assert all(p.grad is None for p in net.target.deep.parameters())
+    assert all(p.grad is None for p in net.teacher.parameters())
+    assert not net.target.deep.training and not net.teacher.training  # BN statistics frozen
+
+
+def test_recovered_net_concatenates_deposit_logits_from_the_deposit_path():
+    target, deposit = _net(0), _net(1).shallow
+    recovered = RecoveredNet(target, deposit, MASK).eval()
+    x = torch.randn(5, 1, 28, 28)
+    with torch.no_grad():
+        out, z_target, z_deposit = recovered(x), target(x), target.deep(deposit(x))
+    assert torch.equal(out[:, :3], z_deposit[:, :3]) and torch.equal(out[:, 3:], z_target[:, 3:])
+
+
+def test_pruning_zeroes_half_of_each_conv_keeps_channels_and_holds_through_training():
+    module = _net().shallow
+    magnitude_prune(module, 0.5)
+    opt = torch.optim.SGD(module.parameters(), lr=0.5)
+    out = module(torch.randn(4, 1, 28, 28))
+    out.pow(2).mean().backward()
+    opt.step()
+    make_permanent(module)
+    assert conv_sparsity(module) == pytest.approx(0.5, abs=0.01)
+    assert module(torch.randn(2, 1, 28, 28)).shape == (2, 32, 7, 7)  # what the deep part eats
+
+
+def test_the_owner_holds_every_deposit_class_sample_and_the_retrain_drops_them():
+    y = np.repeat(np.arange(10), 50)
+
+    def iid(labels, n):
+        order = np.random.default_rng(0).permutation(len(labels))
+        return [np.sort(s) for s in np.array_split(order, n)]
+
+    shards = node_indices(_spec(**{"owner-partition": 2}).method, y, 4, iid)
+    assert sorted(np.concatenate(shards).tolist()) == list(range(500))
+    assert set(np.flatnonzero(y < 3)) <= set(shards[2].tolist())
+    assert all(not np.isin(y[s], (0, 1, 2)).any() for i, s in enumerate(shards) if i != 2)
+    retrain = node_indices(_spec(**{"owner-partition": 2, "fedavg-data": "preserved"}).method,
+                           y, 4, iid)
+    assert not np.isin(y[np.concatenate(retrain)], (0, 1, 2)).any()
+    assert len(np.concatenate(retrain)) == 350
+
+
+def test_sample_level_deposit_is_owner_local_ids_and_its_classes():
+    labels = np.array([5, 3, 5, 7, 1])
+    indices, classes = deposit_indices(labels, level="sample", sample_ids=[2, 0, 3])
+    assert indices.tolist() == [0, 2, 3] and classes == (5, 7)
+    with pytest.raises(ValueError):
+        deposit_indices(labels, level="sample", sample_ids=[9])
+    with pytest.raises(ValueError, match="no sample"):
+        deposit_indices(labels, level="class", classes=[0])
+    with pytest.raises(ValueError, match="preserved"):  # nothing left for g to keep
+        deposit_indices(np.array([0, 1, 2, 3, 1]), level="sample", sample_ids=[0, 1, 2, 3],
+                        num_classes=4)
+
+
+def test_sample_ids_accept_ranges_and_reject_nonsense():
+    assert parse_sample_ids("0-3, 7,3") == (0, 1, 2, 3, 7)
+    for bad in ("", "a", "5-2", "-1"):
+        with pytest.raises(ConfigError):
+            parse_sample_ids(bad)
+    with pytest.raises(ConfigError):
+        _spec(level="sample")  # no ids
+    with pytest.raises(ConfigError):
+        _spec(**{"deposit-classes": "1,1"})
+
+
+def test_module_hash_finds_the_module_under_any_name_the_server_might_receive():
+    method, spec = get_method("lirf"), _spec()
+    arrays = method.shared_state(_net())
+    module = shallow_part(method.shared_state(_net(1)))
+    sha = module_sha256(module)
+    assert not holds_module(arrays, sha)  # a target model
+    assert holds_module({f"shallow.{k}": v for k, v in module.items()}, sha)  # as a "target"
+    assert holds_module(recovered_arrays(arrays, module), sha)  # under "deposit."
+    assert module_sha256({**module, "x": np.zeros(1)}) != sha

@@ -1,0 +1,150 @@
+"""Claims about the LIRF owner node (clients/lirf_owner.py): what the deposit reads and
+sends, where the module lives, and that withdrawal is data- and training-free."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import ConfigRecord, Context, RecordDict
+
+import clients.lirf_owner as owner
+from methods.base import parse_run_spec
+from methods.common.datasets import ArrayDataset
+from methods.lirf.protocol import DEPOSIT_REQUEST, MODULE_SHA256, RECEIPT
+from methods.lirf.withdraw import (DEPOSIT, holds_module, module_sha256, recovered_arrays,
+                                   shallow_part)
+from methods.registry import get_method
+from protos import fedvault_pb2 as pb
+from protos.codec import encode
+from protos.records import ARRAYS, CONFIG, from_array_record, to_array_record
+
+pytestmark = pytest.mark.unit
+SPEC = parse_run_spec({"method": "lirf", "lirf.deposit-epochs": 2, "lirf.deposit-batch-size": 16})
+METHOD = get_method("lirf")
+
+
+@dataclass(frozen=True)
+class RecordingDataset(ArrayDataset):
+    """The owner's data, instrumented: every read of images is recorded."""
+
+    reads: list = field(default_factory=list, compare=False)
+
+    def subset(self, indices):
+        self.reads.append(sorted(int(i) for i in indices))
+        return super().subset(indices)
+
+    def to_torch(self):
+        self.reads.append("everything")
+        return super().to_torch()
+
+
+def _owner_data() -> RecordingDataset:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 200)
+    x = rng.normal(size=(200, 1, 28, 28)).astype(np.float32)
+    x[y >= 3] = np.nan  # preserved images: any use of one poisons the model
+    return RecordingDataset(x, y.astype(np.int64), 10, "owner")
+
+
+def _context(node_id=7) -> Context:
+    return Context(run_id=1, node_id=node_id, node_config={"partition-id": 0, "num-partitions": 5},
+                   state=RecordDict(), run_config={})
+
+
+def _header(phase: str) -> pb.RoundHeader:
+    return pb.RoundHeader(round=16, phase=phase, method="lirf", seed=0, config_json=SPEC.to_json())
+
+
+def _original() -> dict[str, np.ndarray]:
+    torch.manual_seed(0)
+    return METHOD.shared_state(METHOD.build_model(SPEC))
+
+
+@pytest.fixture
+def deposited(monkeypatch):
+    data, context = _owner_data(), _context()
+    monkeypatch.setattr(owner, "node_train_data", lambda method, spec, node_config: data)
+    request = pb.DepositRequest(deposit_id="d-1", level="class", classes=[0, 1, 2])
+    content = RecordDict({ARRAYS: to_array_record(_original()),
+                          CONFIG: ConfigRecord({DEPOSIT_REQUEST: encode(request)})})
+    reply = owner.deposit_phase(SPEC, _header("deposit"), content, context)
+    return data, context, reply
+
+
+def test_deposit_reads_only_the_deposit_set_never_preserved_data(deposited):
+    data, _, reply = deposited
+    d_r = np.flatnonzero(np.isin(data.y, (0, 1, 2))).tolist()
+    assert data.reads == [d_r]  # one read, exactly D_r; never the whole shard
+    arrays = from_array_record(reply[ARRAYS])
+    assert all(np.isfinite(a).all() for a in arrays.values())  # no NaN image was seen
+    assert reply["metrics"]["num-examples"] == len(d_r)
+
+
+def test_deposit_reply_carries_the_target_shallow_part_and_only_the_module_hash(deposited):
+    _, context, reply = deposited
+    arrays = from_array_record(reply[ARRAYS])
+    store = owner.module_store(SPEC, context)
+    module = store.read("pending", "d-1")
+    sha = reply[CONFIG][MODULE_SHA256]
+    assert module is not None and module_sha256(module) == sha and store.slot("d-1") == "pending"
+    assert set(arrays) == {f"shallow.{k}" for k in module}  # the target's shallow part
+    assert not holds_module(arrays, sha)
+    original = shallow_part(_original())
+    assert any(not np.array_equal(arrays[f"shallow.{k}"], original[k]) for k in original)
+    conv = [k for k in module if k.endswith("weight") and module[k].ndim == 4]
+    assert all((module[k] == 0).mean() == pytest.approx(0.5, abs=0.01) for k in conv)  # pruned
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_store_commits_only_the_receipts_module_and_survives_a_restart(tmp_path, on_disk):
+    where = tmp_path / "node" if on_disk else None
+    store = owner.ModuleStore(RecordDict(), where)
+    module = shallow_part(_original())
+    sha = store.put_pending("d-1", module)
+    with pytest.raises(ValueError):
+        store.commit("d-1", "0" * 64)
+    store.commit("d-1", sha)
+    store.commit("d-1", sha)  # repeated after a server restart: harmless
+    again = owner.ModuleStore(store.state if not on_disk else RecordDict(), where)
+    assert again.slot("d-1") == "committed" and module_sha256(again.committed("d-1")) == sha
+    again.release("d-1")
+    again.release("d-1")
+    assert again.slot("d-1") is None
+    with pytest.raises(KeyError):
+        again.committed("d-1")
+    with pytest.raises(ValueError):
+        store.put_pending("../escape", module)
+
+
+def test_withdraw_is_training_free_and_reads_no_data(monkeypatch):
+    target = _original()
+    torch.manual_seed(1)
+    module = shallow_part(METHOD.shared_state(METHOD.build_model(SPEC)))
+    context = _context()
+    store = owner.module_store(SPEC, context)
+    store.commit("d-1", store.put_pending("d-1", module))
+    receipt = pb.DepositReceipt(deposit_id="d-1", owner_node_id=7, classes=[0, 1, 2],
+                                module_sha256=module_sha256(module), created_unix=1.0)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("withdrawal touched data or trained")
+
+    for target_obj, name in [(torch.Tensor, "backward"), (torch.autograd, "backward"),
+                             (torch.optim.Optimizer, "__init__"), (owner, "node_train_data"),
+                             (owner, "_owner_data")]:
+        monkeypatch.setattr(target_obj, name, forbidden)
+    monkeypatch.setattr("methods.base.load_dataset", forbidden)
+    monkeypatch.setattr("methods.common.datasets.load_dataset", forbidden)
+
+    content = RecordDict({CONFIG: ConfigRecord({RECEIPT: encode(receipt)})})
+    reply = owner.withdraw_phase(SPEC, _header("withdraw"), content, context)
+    uploaded = {k[len(DEPOSIT):]: v for k, v in from_array_record(reply[ARRAYS]).items()}
+    recovered = METHOD.build_recovered(SPEC, recovered_arrays(target, uploaded), [0, 1, 2])
+    x = torch.randn(6, 1, 28, 28)
+    with torch.no_grad():
+        out = recovered.eval()(x)
+        z_target = recovered.target(x)
+        z_deposit = recovered.target.deep(recovered.deposit(x))
+    assert torch.equal(out[:, :3], z_deposit[:, :3]) and torch.equal(out[:, 3:], z_target[:, 3:])
+    assert store.slot("d-1") == "committed"  # uploaded a copy; released only after the commit

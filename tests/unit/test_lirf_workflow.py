@@ -1,0 +1,217 @@
+"""Claims about LIRF's server workflow (server/lirf.py) on an in-process grid (no Ray):
+who may withdraw, what the server ever holds, and that a crash at any step leaves a
+consistent checkpoint from which `--resume` finishes the run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import RecordDict
+
+import server.lirf as lirf_server
+from clients.lirf_owner import ModuleStore
+from methods.lirf.withdraw import DEPOSIT
+from protos import fedvault_pb2 as pb
+from protos.codec import decode
+from protos.records import ARRAYS, CONFIG, from_array_record, to_array_record
+from server.lirf import refusal
+from server.run_dir import RunDirectory
+from server.runner import Job, run_job
+from server.scenario import resolve
+from tests.inprocess_grid import InProcessGrid, partition_nodes
+
+pytestmark = pytest.mark.unit
+DEPOSIT_ID = "lirf-s0-p0"
+FAST = {"data.dataset": "digits", "num-clients": "3", "num-server-rounds": "1",
+        "lirf.local-epochs": "1", "lirf.deposit-epochs": "1", "lirf.retrain-baseline": "false",
+        "node-wait-timeout": "2"}
+
+
+class Crash(Exception):
+    """A server process dying at an inconvenient moment."""
+
+
+class PhaseGrid(InProcessGrid):
+    """Records the phase of each request; optionally dies before delivering one."""
+
+    def __init__(self, n: int, crash_on: str | None = None, **kw) -> None:
+        super().__init__(partition_nodes(n), **kw)
+        self.crash_on, self.phases = crash_on, []
+
+    def send_and_receive(self, messages, *, timeout=None):
+        messages = list(messages)
+        for msg in messages:
+            phase = "info" if msg.metadata.message_type == "query.info" else decode(
+                pb.RoundHeader, msg.content[CONFIG]["header"]).phase
+            if phase == self.crash_on:
+                self.crash_on = None
+                raise Crash(phase)
+            self.phases.append((phase, msg.metadata.dst_node_id))
+        return super().send_and_receive(messages, timeout=timeout)
+
+
+def _run(path, grid, **over):
+    torch.set_num_threads(1)
+    spec = resolve("lirf", {**FAST, **over})
+    return run_job(grid, Job(spec=spec, run_dir=str(path), scenario="lirf"))
+
+
+def _resume(path, grid):
+    return run_job(grid, Job(spec=None, run_dir=str(path), resume=True))
+
+
+def _checkpoint(path):
+    arrays, state = RunDirectory(path).load_checkpoint()
+    return arrays, state["lirf"]
+
+
+def _store(path) -> ModuleStore:
+    return ModuleStore(RecordDict(), path / "nodes" / "p0")
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    path = tmp_path_factory.mktemp("honest") / "run"
+    grid = PhaseGrid(3)
+    summary = _run(path, grid, **{"lirf.withdraw-requesters": "1,0",
+                                  "lirf.retrain-baseline": "true"})
+    return path, grid, summary
+
+
+def test_a_run_reports_the_issue_summary(honest):
+    path, _, summary = honest
+    for model in ("original", "target", "recovered"):
+        assert {"pre_acc", "dep_acc"} <= set(summary[model])
+    assert {"F", "H"} <= set(summary["target"]) and "avg_acc" in summary["recovered"]
+    assert set(summary["mia_auc"]) >= {"original", "target", "retrain"}
+    assert summary["deposit_seconds"] > 0 and summary["retrain_seconds"] > 0
+    assert summary["deposit_module_on_server"] is False
+    assert summary["receipt"]["status"] == "withdrawn"
+    assert summary["receipt"]["classes"] == [0, 1, 2]
+    records = (path / "metrics.jsonl").read_text().splitlines()
+    phases = [json.loads(line)["phase"] for line in records]
+    assert phases == ["train", "original", "deposit", "withdraw", "retrain"]
+    assert (path / "retrain" / "checkpoint").is_dir()
+
+
+def test_a_non_owner_withdraw_is_refused_logged_and_never_served(honest):
+    path, grid, summary = honest
+    owner, other = 1000, 1001  # InProcessGrid numbers partitions 0, 1, 2 from 1000
+    assert summary["withdraw_refusals"] == 1
+    events = (path / "events.log").read_text()
+    assert "node 1001 (partition 1) refused" in events and "not the owner" in events
+    assert ("withdraw-request", other) in grid.phases  # it asked ...
+    uploads = [node for phase, node in grid.phases if phase == "withdraw"]
+    assert uploads == [owner]  # ... but only the owner was asked for the module
+
+
+def test_the_checkpoint_holds_the_receipt_and_the_owner_released_its_module(honest):
+    path, _, summary = honest
+    arrays, lirf = _checkpoint(path)
+    receipt = decode(pb.DepositReceipt, bytes.fromhex(lirf["receipt"]))
+    assert receipt.owner_node_id == 1000
+    assert receipt.module_sha256 == summary["receipt"]["module_sha256"]
+    assert any(k.startswith(DEPOSIT) for k in arrays)  # the global model is T̃
+    assert _store(path).slot(DEPOSIT_ID) is None
+
+
+def test_refusing_every_request_keeps_the_deposit_with_its_owner(tmp_path):
+    summary = _run(tmp_path / "run", PhaseGrid(3), **{"lirf.withdraw-requesters": "2"})
+    assert "recovered" not in summary and summary["receipt"]["status"] == "committed"
+    assert _store(tmp_path / "run").slot(DEPOSIT_ID) == "committed"
+    assert summary["accuracy"] == summary["target"]["avg_acc"]
+
+
+def test_a_module_smuggled_into_the_deposit_reply_is_detected(tmp_path):
+    path = tmp_path / "run"
+
+    def smuggle(node_id, reply):  # the owner replies with T_r in place of T's shallow part
+        config = reply.content.get(CONFIG, {})
+        if ARRAYS in reply.content and "deposit-classes" in config:  # the deposit reply
+            module = _store(path).read("pending", DEPOSIT_ID)
+            reply.content[ARRAYS] = to_array_record({f"shallow.{k}": v for k, v in module.items()})
+        return reply
+
+    summary = _run(path, PhaseGrid(3, tamper=smuggle))
+    assert summary["deposit_module_on_server"] is True
+
+
+def test_a_crash_before_the_deposit_checkpoint_leaves_t0_and_no_receipt(tmp_path, monkeypatch):
+    path, save = tmp_path / "run", lirf_server.save_state
+
+    def dying_save(run, state):
+        if state["lirf"].get("receipt"):
+            raise Crash("before the commit point")
+        save(run, state)
+
+    monkeypatch.setattr(lirf_server, "save_state", dying_save)
+    with pytest.raises(Crash):
+        _run(path, PhaseGrid(3))
+    arrays, lirf = _checkpoint(path)
+    assert lirf["stage"] == "deposit" and "receipt" not in lirf
+    assert not any(k.startswith(DEPOSIT) for k in arrays)
+    assert _store(path).slot(DEPOSIT_ID) == "pending"  # never used without a receipt
+    monkeypatch.setattr(lirf_server, "save_state", save)
+    summary = _resume(path, PhaseGrid(3))  # fresh nodes: the owner's store is on its disk
+    assert summary["receipt"]["status"] == "withdrawn" and "recovered" in summary
+    assert _store(path).slot(DEPOSIT_ID) is None
+
+
+def test_a_crash_after_the_deposit_checkpoint_is_finished_on_resume(tmp_path):
+    path = tmp_path / "run"
+    with pytest.raises(Crash):
+        _run(path, PhaseGrid(3, crash_on="deposit-commit"))
+    _, lirf = _checkpoint(path)
+    assert lirf["receipt_status"] == "committed" and lirf["owner_committed"] is False
+    assert _store(path).slot(DEPOSIT_ID) == "pending"
+    grid = PhaseGrid(3)
+    summary = _resume(path, grid)
+    assert [p for p, _ in grid.phases if p != "info"][:2] == ["deposit-commit", "withdraw-request"]
+    assert summary["receipt"]["status"] == "withdrawn" and "deposit" not in dict(grid.phases)
+
+
+def test_a_crash_during_withdraw_keeps_the_target_and_the_owners_module(tmp_path, monkeypatch):
+    path, save = tmp_path / "run", lirf_server.save_state
+
+    def dying_save(run, state):
+        if state["lirf"].get("receipt_status") == "withdrawn":
+            raise Crash("after the upload, before the commit point")
+        save(run, state)
+
+    monkeypatch.setattr(lirf_server, "save_state", dying_save)
+    with pytest.raises(Crash):
+        _run(path, PhaseGrid(3))
+    arrays, lirf = _checkpoint(path)
+    assert lirf["receipt_status"] == "committed" and lirf["stage"] == "withdraw"
+    assert not any(k.startswith(DEPOSIT) for k in arrays)  # still T
+    assert _store(path).slot(DEPOSIT_ID) == "committed"  # the upload was a copy
+    monkeypatch.setattr(lirf_server, "save_state", save)
+    summary = _resume(path, PhaseGrid(3))
+    assert summary["receipt"]["status"] == "withdrawn"
+    assert _store(path).slot(DEPOSIT_ID) is None
+
+
+def test_refusal_names_every_way_a_request_can_be_wrong():
+    receipt = pb.DepositReceipt(deposit_id="d", owner_node_id=5, module_sha256="a" * 64)
+    assert refusal(pb.WithdrawRequest(deposit_id="d", requester_node_id=5), 5, receipt) is None
+    assert "not the owner" in refusal(pb.WithdrawRequest(deposit_id="d", requester_node_id=6), 6,
+                                      receipt)
+    assert "in the name of" in refusal(pb.WithdrawRequest(deposit_id="d", requester_node_id=5), 6,
+                                       receipt)
+    assert "no receipt" in refusal(pb.WithdrawRequest(deposit_id="x", requester_node_id=5), 5,
+                                   receipt)
+
+
+def test_a_resume_with_new_node_ids_keeps_the_deposit_rather_than_trust_a_stranger(tmp_path):
+    # A resumed Ray simulation draws new node ids: the receipt's owner is then unknown, and
+    # the server must neither hand the deposit to a look-alike nor lose anything.
+    path = tmp_path / "run"
+    with pytest.raises(Crash):
+        _run(path, PhaseGrid(3, crash_on="deposit-commit"))
+    grid = PhaseGrid(3, first_node_id=2000)
+    summary = _resume(path, grid)
+    assert "recovered" not in summary and summary["receipt"]["status"] == "committed"
+    assert not [p for p, _ in grid.phases if p in ("deposit-commit", "withdraw")]
+    assert "node 1000, did not acknowledge" in (path / "events.log").read_text()
+    assert _store(path).slot(DEPOSIT_ID) == "pending"  # still on the owner's disk
