@@ -20,8 +20,8 @@ import dataclasses
 import io
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import torch

@@ -126,12 +126,9 @@ class PrivacyHooks(RoundHooks):
         from server.audit import accounting  # dp-accounting: only DP runs need it
 
         fed = self.spec.federation
-        rounds, expected = (
-            fed.num_server_rounds,
-            max(1, round(fed.fraction_train * fed.num_clients)),
-        )
+        expected = max(1, round(fed.fraction_train * fed.num_clients))  # nodes per release
         self.client_sigma = self.dp.noise_multiplier or accounting.noise_for(
-            self.dp.target_epsilon, self.dp.delta, 1.0, rounds, self._server_method()
+            self.dp.target_epsilon, self.dp.delta, 1.0, fed.num_server_rounds, self._server_method()
         )
         return DifferentialPrivacyServerSideFixedClipping(
             strategy,

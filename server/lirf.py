@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from flwr.app import Message, RecordDict
@@ -34,8 +35,8 @@ from methods.lirf.config import parse_sample_ids, round_lr
 from methods.lirf.metrics import forgetting, harmonic, membership_auc, predictions, split_accuracy
 from methods.lirf.protocol import (DEPOSIT_CLASSES, DEPOSIT_ID, DEPOSIT_REQUEST, MODULE_SHA256,
                                    RECEIPT, SCORES, WITHDRAW_REQUEST)
-from methods.lirf.withdraw import (DEPOSIT, holds_module, module_sha256, recovered_arrays,
-                                   shallow_part, with_shallow)
+from methods.lirf.withdraw import (DEPOSIT, module_sha256, recovered_arrays, shallow_part,
+                                   with_shallow)
 from protos import fedvault_pb2 as pb
 from protos.codec import PayloadError, decode, encode
 from protos.records import (ARRAYS, CONFIG, METRICS, from_array_record, header_config,
@@ -46,7 +47,6 @@ from server.run_dir import CHECKPOINT_FILE, RunDirectory
 from server.validation import check_update
 
 MODELS = ("original", "target", "recovered", "retrain")
-ACCURACIES = ("pre_acc", "dep_acc", "avg_acc")
 
 
 def run_lirf(fed: Federation, method: Method, spec: RunSpec, run: RunDirectory,
@@ -297,8 +297,8 @@ class LIRFWorkflow:
                 "digests": [module_sha256(a) for a in (shallow_part(arrays), arrays) if a]})
 
     def deposit_check(self, original: dict[str, np.ndarray]):
-        template = {k: v for k, v in original.items() if k in set(
-            "shallow." + key for key in shallow_part(original))}
+        shallow_keys = {"shallow." + key for key in shallow_part(original)}
+        template = {k: v for k, v in original.items() if k in shallow_keys}
         max_bytes = int(MAX_UPDATE_FACTOR * sum(a.nbytes for a in template.values())) + 4096
         num_classes = self.test.num_classes
 

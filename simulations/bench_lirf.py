@@ -21,14 +21,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SEEDS = (0, 1, 2)
 CLASS_SETS = ("0,1,2", "4,5")
 DEP_MAX, PRE_DROP_MAX, H_MIN = 0.30, 0.02, 0.78
 RECOVERED_DEP_WITHIN, RECOVERED_PRE_WITHIN, TIME_RATIO_MIN = 0.02, 0.03, 3.0
+# Accuracies are ratios of counts: 196/200 − 192/200 is 0.020000000000000018 in floats and
+# must meet "within 0.02"; this slack is far below one test image (≥ 1/1000).
+_EPS = 1e-9
 
 
 def simulate(seed: int, classes: str, run_dir: Path, extra: Iterable[str] = ()) -> dict[str, Any]:
@@ -38,7 +42,8 @@ def simulate(seed: int, classes: str, run_dir: Path, extra: Iterable[str] = ()) 
            "--seed", str(seed), *sets]
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
            "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
+                          check=False)  # a failed run is reported, not raised
     summary_path = run_dir / "summary.json"
     if proc.returncode != 0 or not summary_path.is_file():
         return {"error": f"exit {proc.returncode}: {(proc.stdout + proc.stderr)[-1500:]}"}
@@ -52,13 +57,13 @@ def bands(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     ratio = summary["retrain_seconds"] / summary["deposit_seconds"]
     dep_diff = recovered["dep_acc"] - original["dep_acc"]  # signed: T̃ may beat T_0
     pre_diff = recovered["pre_acc"] - original["pre_acc"]
+    pre_drop = original["pre_acc"] - target["pre_acc"]
     measured = {
-        "target_dep_acc": (target["dep_acc"], target["dep_acc"] <= DEP_MAX),
-        "target_pre_drop": (original["pre_acc"] - target["pre_acc"],
-                            original["pre_acc"] - target["pre_acc"] <= PRE_DROP_MAX),
-        "target_H": (target["H"], target["H"] >= H_MIN),
-        "recovered_dep_diff": (dep_diff, abs(dep_diff) <= RECOVERED_DEP_WITHIN),
-        "recovered_pre_diff": (pre_diff, abs(pre_diff) <= RECOVERED_PRE_WITHIN),
+        "target_dep_acc": (target["dep_acc"], target["dep_acc"] <= DEP_MAX + _EPS),
+        "target_pre_drop": (pre_drop, pre_drop <= PRE_DROP_MAX + _EPS),
+        "target_H": (target["H"], target["H"] >= H_MIN - _EPS),
+        "recovered_dep_diff": (dep_diff, abs(dep_diff) <= RECOVERED_DEP_WITHIN + _EPS),
+        "recovered_pre_diff": (pre_diff, abs(pre_diff) <= RECOVERED_PRE_WITHIN + _EPS),
         "retrain_over_deposit_seconds": (ratio, ratio >= TIME_RATIO_MIN),
         "deposit_module_on_server": (summary["deposit_module_on_server"],
                                      summary["deposit_module_on_server"] is False),

@@ -12,7 +12,7 @@ dropped: every node keeps exactly its preserved samples.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -55,7 +55,7 @@ def deposit_indices(labels: np.ndarray, *, level: str, classes: Sequence[int] = 
         indices = np.flatnonzero(np.isin(labels, list(classes)))
         found = tuple(sorted(int(c) for c in classes))
     else:
-        indices = np.asarray(sorted(set(int(i) for i in sample_ids)), dtype=np.int64)
+        indices = np.asarray(sorted({int(i) for i in sample_ids}), dtype=np.int64)
         _check_ids(indices, len(labels))
         found = tuple(sorted(int(c) for c in np.unique(labels[indices])))
     if num_classes and len(found) >= num_classes:

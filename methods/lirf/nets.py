@@ -93,7 +93,7 @@ class DepositNet(nn.Module):
         for frozen in (self.teacher, self.target.deep):
             frozen.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "DepositNet":
+    def train(self, mode: bool = True) -> DepositNet:
         super().train(mode)
         self.teacher.eval()  # BN statistics of T_0 and of the deep part never move
         self.target.deep.eval()

@@ -12,7 +12,7 @@ that nothing it received before matched it.
 from __future__ import annotations
 
 import hashlib
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

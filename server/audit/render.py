@@ -66,8 +66,14 @@ def _audit_figure(report: dict, out: Path, figures: dict) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.8))
     for name, audit in audits.items():
         points = np.asarray(audit["by_guesses"], float).reshape(-1, 3)
-        ax.scatter(points[:, 0], points[:, 2], s=14, label=f"{name} (m={audit['m']})")
-        ax.axhline(audit["max_measurable"], ls=":", lw=1, label=f"{name} max measurable")
+        dots = ax.scatter(points[:, 0], points[:, 2], s=14, label=f"{name} (m={audit['m']})")
+        ax.axhline(
+            audit["max_measurable"],
+            ls=":",
+            lw=1,
+            color=dots.get_facecolor()[0],
+            label=f"{name} max measurable",
+        )
     eps = report["accounting"].get("epsilon")
     if eps is not None:
         ax.axhline(eps, color="k", lw=1.5, label=f"accountant ε={eps:.2f}")

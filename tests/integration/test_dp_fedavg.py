@@ -123,16 +123,15 @@ def test_noise_far_below_the_ledgers_claim_makes_the_audit_fail(
     assert a13["status"] == "FAIL" and "ratio 0.1" in a13["detail"]
 
 
-def _wait_for_round(metrics: Path, rnd: int, group: ProcessGroup, timeout: float) -> None:
+def _wait_for_first_checkpoint(run: Path, group: ProcessGroup, timeout: float) -> None:
+    """Round 1's checkpoint is the run's first: once it exists, the server may die."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         group.track()
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= rnd:
+        if (run / "checkpoint" / "latest.npz").exists():
             return
         time.sleep(0.2)
-    raise AssertionError(
-        f"round {rnd} never finished:\n{group.log_path('sim').read_text()[-2000:]}"
-    )
+    raise AssertionError(f"round 1 never finished:\n{group.log_path('sim').read_text()[-2000:]}")
 
 
 def test_epsilon_keeps_composing_after_the_server_is_killed_and_resumed(
@@ -143,7 +142,7 @@ def test_epsilon_keeps_composing_after_the_server_is_killed_and_resumed(
     killed = tmp_path / "killed"
     with ProcessGroup(tmp_path / "logs", env=isolated_env(tmp_path)) as group:
         group.start("sim", [sys.executable, "-m", "simulations.cli", *_simulate(killed)], cwd=REPO)
-        _wait_for_round(killed / "metrics.jsonl", 1, group, timeout=300)
+        _wait_for_first_checkpoint(killed, group, timeout=300)
         group.kill("sim", signal.SIGKILL)
         group.stop()
         assert not group.survivors()

@@ -117,7 +117,7 @@ def test_sample_ids_accept_ranges_and_reject_nonsense():
 
 
 def test_module_hash_finds_the_module_under_any_name_the_server_might_receive():
-    method, spec = get_method("lirf"), _spec()
+    method = get_method("lirf")
     arrays = method.shared_state(_net())
     module = shallow_part(method.shared_state(_net(1)))
     sha = module_sha256(module)

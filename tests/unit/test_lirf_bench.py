@@ -52,3 +52,11 @@ def test_recovered_must_stay_within_the_band_both_ways_as_the_issue_says():
     verdicts = bands(_summary(recovered__dep_acc=0.99))  # T̃ beats T_0 by 0.06 on D_r's classes
     assert not verdicts["recovered_dep_diff"]["pass"]
     assert verdicts["recovered_dep_diff"]["value"] == pytest.approx(0.06)
+
+
+def test_a_difference_of_exactly_the_band_counts_as_within():
+    # 196/200 vs 192/200: four test images, exactly 0.02, not 0.020000000000000018
+    verdicts = bands(_summary(original__dep_acc=192 / 200, recovered__dep_acc=196 / 200))
+    assert verdicts["recovered_dep_diff"]["pass"]
+    assert not bands(_summary(original__dep_acc=192 / 200,
+                              recovered__dep_acc=197 / 200))["recovered_dep_diff"]["pass"]

@@ -12,8 +12,13 @@ import clients.lirf_owner as owner
 from methods.base import parse_run_spec
 from methods.common.datasets import ArrayDataset
 from methods.lirf.protocol import DEPOSIT_REQUEST, MODULE_SHA256, RECEIPT
-from methods.lirf.withdraw import (DEPOSIT, holds_module, module_sha256, recovered_arrays,
-                                   shallow_part)
+from methods.lirf.withdraw import (
+    DEPOSIT,
+    holds_module,
+    module_sha256,
+    recovered_arrays,
+    shallow_part,
+)
 from methods.registry import get_method
 from protos import fedvault_pb2 as pb
 from protos.codec import encode

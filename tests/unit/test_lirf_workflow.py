@@ -4,7 +4,6 @@ consistent checkpoint from which `--resume` finishes the run."""
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from flwr.app import RecordDict
@@ -14,7 +13,7 @@ from clients.lirf_owner import ModuleStore
 from methods.lirf.withdraw import DEPOSIT
 from protos import fedvault_pb2 as pb
 from protos.codec import decode
-from protos.records import ARRAYS, CONFIG, from_array_record, to_array_record
+from protos.records import ARRAYS, CONFIG, to_array_record
 from server.lirf import refusal
 from server.run_dir import RunDirectory
 from server.runner import Job, run_job
