@@ -63,7 +63,9 @@ def run_in_process(job: Job, num_nodes: int, *, ray_address: str | None = None,
 
 
 def round_line(record: dict[str, Any], total: int) -> str:
-    parts = [f"round {record['round']}/{total}"]
+    phase = record.get("phase", "train")
+    # Multi-phase workflows (LIRF, FedSA) number their phases after the training rounds.
+    parts = [f"round {record['round']}/{total}" if phase == "train" else f"{phase} (step {record['round']})"]
     for key in ("accuracy", "loss", "train_loss"):
         if isinstance(record.get(key), float):
             parts.append(f"{key} {record[key]:.4f}")
