@@ -254,6 +254,12 @@ class ProcessGroup:
             signal.raise_signal(sig)  # our handler runs it on the main thread now
         return proc
 
+    def adopt(self, pid: int) -> None:
+        """Make stop() also end `pid`, a process started detached by a tool we ran
+        (e.g. the local SuperLink `flwr run` leaves behind)."""
+        with self._lock:
+            self._remember(pid)
+
     def _remember(self, pid: int) -> None:
         info = proc_info(pid)
         if info is not None:

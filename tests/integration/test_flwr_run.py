@@ -41,7 +41,7 @@ def test_flwr_run_dot_completes_offline(tmp_path):
         finally:
             superlinks = _managed_superlinks(Path(env["FLWR_HOME"]))
             for pid in superlinks:  # started detached by flwr run: stop it by PID
-                group._remember(pid)
+                group.adopt(pid)
             group.stop()
         assert not group.survivors()
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
