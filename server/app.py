@@ -9,12 +9,12 @@ with `make_server_app`, in process.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from server.run_dir import default_run_dir
 from server.runner import Job, run_job
 from server.scenario import parse_overrides, resolve, split_override_string
 
@@ -30,7 +30,7 @@ def job_from_run_config(run_config: dict) -> Job:
     overrides = parse_overrides(split_override_string(str(run_config.get("overrides", ""))))
     spec = resolve(scenario, overrides)
     run_dir = str(run_config.get("run-dir", "")) or str(
-        Path("runs") / f"{scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
+        default_run_dir(scenario, spec.federation.seed)
     )
     return Job(spec=spec, run_dir=run_dir, scenario=scenario, deployment=deployment,
                progress=_print_round)

@@ -17,7 +17,7 @@ from flwr.app import Message
 
 from methods.base import Method, RunSpec
 from server.federation import Federation, FederationError, SampledGrid
-from protos.records import ARRAYS, from_array_record, header_config, to_array_record
+from protos.records import from_array_record, header_config, to_array_record
 from server.run_dir import RunDirectory
 from server.validation import check_update
 

@@ -118,6 +118,11 @@ class RunDirectory:
         return arrays, json.loads(meta["state"])
 
 
+def default_run_dir(scenario: str, seed: int) -> Path:
+    """Where a run goes when no --out / run-dir is given (one naming for every entry point)."""
+    return Path("runs") / f"{scenario}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def _digest(arrays: Mapping[str, np.ndarray], state_json: str) -> str:
     h = hashlib.sha256(state_json.encode())
     for key in sorted(arrays):

@@ -6,12 +6,12 @@ starts (server/app.py) and the in-process simulation of `fedvault simulate`.
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import flwr
 import torch
 from flwr.serverapp import Grid
 
@@ -36,7 +36,7 @@ class Job:
 
 def _versions() -> dict[str, str]:
     return {
-        "flwr": flwr.__version__ if hasattr(flwr, "__version__") else "1.39.0",
+        "flwr": importlib.metadata.version("flwr"),  # recorded as installed, never assumed
         "torch": torch.__version__,
         "python": platform.python_version(),
     }

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from methods.config import ConfigError
-from server.run_dir import RunDirError, RunDirectory
+from server.run_dir import RunDirError, RunDirectory, default_run_dir
 from server.runner import Job
 from server.scenario import (
     DEFAULT_SCENARIO,
@@ -65,7 +65,7 @@ def simulate(
     verbose: bool = typer.Option(False, "--verbose", help="show Flower's and Ray's logs"),
 ) -> None:
     """Run a scenario with Flower's Simulation Engine."""
-    from simulations.simulate import default_run_dir, round_line, run_in_process
+    from simulations.simulate import round_line, run_in_process
 
     try:
         if resume is not None:
@@ -105,7 +105,7 @@ def deploy(
     """Run a scenario over a real gRPC federation on 127.0.0.1 (TLS + node auth by default)."""
     from simulations.deploy import FederationError
     from simulations.deploy_scenario import deploy as deploy_scenario
-    from simulations.simulate import default_run_dir, round_line
+    from simulations.simulate import round_line
 
     try:
         overrides = parse_overrides(set_)

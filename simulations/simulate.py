@@ -10,17 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from pathlib import Path
 from typing import Any
-
-from rich.console import Console
 
 from clients.app import app as client_app
 from server.app import make_server_app
 from server.runner import Job
-
-console = Console()
-
 
 def simulation_env() -> None:
     """Offline, quiet, and nothing left behind in the user's home."""
@@ -73,9 +67,3 @@ def round_line(record: dict[str, Any], total: int) -> str:
         parts.append(f"replies {record['replies']}/{record.get('sampled')}")
     parts.append(f"{record.get('seconds', 0):.1f}s")
     return "  ".join(parts)
-
-
-def default_run_dir(scenario: str, seed: int) -> Path:
-    import time
-
-    return Path("runs") / f"{scenario}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from simulations.processes import ProcessGroup, all_processes, free_port, proc_info
+from simulations.processes import ProcessGroup, all_processes, free_port
 from tests.conftest import REPO, isolated_env
 
 pytestmark = pytest.mark.integration
