@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
@@ -56,6 +57,39 @@ class LocalTrainingConfig:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One federated training run inside a multi-stage method (server/stages.py).
+
+    A method that compares itself with baselines or ablations, or trains in phases
+    (a teacher first, then a student from it), lists its stages; each is an ordinary
+    sequence of FedAvg rounds over the same nodes with the method's config changed by
+    `overrides`, so the comparison is federated too and shares every guarantee.
+    """
+
+    name: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """Method-config fields (python names) that differ in this stage, e.g. {"variant": "bptt"}."""
+    rounds: int | None = None
+    """Server rounds of this stage; None: the federation's num-server-rounds."""
+    init_from: str | None = None
+    """Start from the final global arrays of this earlier stage (else a fresh model)."""
+
+
+@dataclass
+class StageResult:
+    """What a finished stage hands to `Method.summarize`."""
+
+    history: list[dict[str, Any]]
+    """The per-round records (evaluation figures of the global model after each round)."""
+    arrays: dict[str, np.ndarray]
+    """The final global arrays."""
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """A fully resolved run: federation + data + the method's own config (+ dp, audit)."""
 
@@ -68,6 +102,10 @@ class RunSpec:
     @property
     def method_name(self) -> str:
         return self.federation.method
+
+    def for_stage(self, stage: Stage) -> "RunSpec":
+        """This spec with the stage's method-config overrides applied."""
+        return replace(self, method=replace(self.method, **dict(stage.overrides)))
 
     def to_flat(self) -> dict[str, Any]:
         flat = to_flat(self.federation)
@@ -215,6 +253,33 @@ class Method(ABC):
     def load_shared_state(self, model: nn.Module, arrays: Mapping[str, np.ndarray]) -> None:
         state = {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}
         model.load_state_dict(state, strict=True)
+
+    # --- multi-stage methods (workflow "stages", server/stages.py) ---------------
+    def stages(self, spec: RunSpec) -> list[Stage]:
+        """The federated runs this method's scenario is made of (default: one)."""
+        return [Stage("main")]
+
+    def stage_arrays(self, spec: RunSpec, stage: Stage,
+                     finished: Mapping[str, StageResult]) -> dict[str, np.ndarray]:
+        """The global arrays a stage starts from (`spec` already has its overrides).
+
+        Default: the final arrays of `stage.init_from`, else a fresh model seeded by
+        the run's seed. Override to combine stages (e.g. freeze a trained teacher
+        inside the student's model).
+        """
+        if stage.init_from is not None:
+            return dict(finished[stage.init_from].arrays)
+        torch.manual_seed(spec.federation.seed)
+        return self.shared_state(self.build_model(spec))
+
+    def summarize(self, spec: RunSpec, results: Mapping[str, StageResult],
+                  out_dir: Path) -> dict[str, Any]:
+        """The summary figures of a multi-stage run; may write figures (PNGs) to `out_dir`.
+
+        Default: the last stage's final evaluation figures.
+        """
+        last = list(results.values())[-1].final
+        return {k: v for k, v in last.items() if k not in ("round", "phase", "stage")}
 
     def strategy(self, spec: RunSpec):
         """The Flower strategy that aggregates this method's updates.

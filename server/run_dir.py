@@ -94,28 +94,50 @@ class RunDirectory:
         return self.path / "checkpoint" / CHECKPOINT_FILE
 
     def save_checkpoint(self, arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> None:
-        payload = {k: np.asarray(v) for k, v in arrays.items()}
-        state_json = json.dumps(dict(state), sort_keys=True)
-        digest = _digest(payload, state_json)
-        buffer = io.BytesIO()
-        np.savez(buffer, **payload, **{_STATE_KEY: np.frombuffer(
-            json.dumps({"state": state_json, "sha256": digest}).encode(), dtype=np.uint8)})
-        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.checkpoint_path, buffer.getvalue())
+        _save_checked(self.checkpoint_path, arrays, state)
 
     def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        path = self.checkpoint_path
+        if not self.checkpoint_path.is_file():
+            raise RunDirError(f"{self.path} has no checkpoint ({self.checkpoint_path} is missing): "
+                              "nothing to resume")
+        return _load_checked(self.checkpoint_path)
+
+    # --- finished stages of multi-stage methods (server/stages.py) ---------------
+    def stage_path(self, name: str) -> Path:
+        return self.path / "checkpoint" / f"stage-{name}.npz"
+
+    def save_stage(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
+        """A finished stage's final arrays: atomic and checksummed like the checkpoint."""
+        _save_checked(self.stage_path(name), arrays, {"stage": name})
+
+    def load_stage(self, name: str) -> dict[str, np.ndarray]:
+        path = self.stage_path(name)
         if not path.is_file():
-            raise RunDirError(f"{self.path} has no checkpoint ({path} is missing): nothing to resume")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files if k != _STATE_KEY}
-                meta = json.loads(bytes(data[_STATE_KEY]).decode())
-        except Exception as exc:  # zip/npy/json errors all mean the same thing here
-            raise RunDirError(f"checkpoint {path} is unreadable or truncated: {exc}") from exc
-        if _digest(arrays, meta["state"]) != meta["sha256"]:
-            raise RunDirError(f"checkpoint {path} fails its SHA-256 check: refusing to load it")
-        return arrays, json.loads(meta["state"])
+            raise RunDirError(f"{path} is missing: stage {name!r} cannot be resumed from")
+        return _load_checked(path)[0]
+
+
+def _save_checked(path: Path, arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> None:
+    payload = {k: np.asarray(v) for k, v in arrays.items()}
+    state_json = json.dumps(dict(state), sort_keys=True)
+    digest = _digest(payload, state_json)
+    buffer = io.BytesIO()
+    np.savez(buffer, **payload, **{_STATE_KEY: np.frombuffer(
+        json.dumps({"state": state_json, "sha256": digest}).encode(), dtype=np.uint8)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, buffer.getvalue())
+
+
+def _load_checked(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files if k != _STATE_KEY}
+            meta = json.loads(bytes(data[_STATE_KEY]).decode())
+    except Exception as exc:  # zip/npy/json errors all mean the same thing here
+        raise RunDirError(f"checkpoint {path} is unreadable or truncated: {exc}") from exc
+    if _digest(arrays, meta["state"]) != meta["sha256"]:
+        raise RunDirError(f"checkpoint {path} fails its SHA-256 check: refusing to load it")
+    return arrays, json.loads(meta["state"])
 
 
 def default_run_dir(scenario: str, seed: int) -> Path:

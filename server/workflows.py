@@ -12,6 +12,7 @@ from typing import Any, Callable
 from server.fedsa import run_fedsa
 from server.lirf import run_lirf
 from server.rounds import run_rounds
+from server.stages import run_stages
 
 Workflow = Callable[..., dict[str, Any]]
 
@@ -19,4 +20,5 @@ WORKFLOWS: dict[str, Workflow] = {
     "rounds": run_rounds,
     "fedsa": run_fedsa,
     "lirf": run_lirf,
+    "stages": run_stages,  # multi-stage methods (baselines, phases)
 }

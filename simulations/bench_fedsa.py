@@ -16,17 +16,13 @@ Saliency against random / all / oracle is reported, not gated (pitfall 4).
 
 from __future__ import annotations
 
-import json
-import os
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
 
-REPO = Path(__file__).resolve().parent.parent
+from simulations.bench_runs import band, mean_std, runs_root, simulate_scenario
+
 VARIANTS: dict[str, list[str]] = {
     "sampled": ["fedsa.selection=sampled"],
     "topk": ["fedsa.selection=topk"],
@@ -41,25 +37,11 @@ GAIN_MIN = 0.05
 
 def simulate(seed: int, variant: str, run_dir: Path, extra: Iterable[str] = ()) -> dict[str, Any]:
     """One `fedvault simulate fedsa` run in a subprocess; its summary (or an "error")."""
-    sets = [arg for item in [*VARIANTS[variant], *extra] for arg in ("--set", item)]
-    cmd = [sys.executable, "-m", "simulations.cli", "simulate", "fedsa", "--out", str(run_dir),
-           "--seed", str(seed), *sets]
-    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
-           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
-    summary_path = run_dir / "summary.json"
-    if proc.returncode != 0 or not summary_path.is_file():
-        return {"error": f"exit {proc.returncode}: {(proc.stdout + proc.stderr)[-1500:]}"}
-    return json.loads(summary_path.read_text())
-
-
-def _stats(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values),
-            "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return simulate_scenario("fedsa", seed, run_dir, [*VARIANTS[variant], *extra])
 
 
 def _band(per_seed: dict[int, Any], passed: bool, rule: str) -> dict[str, Any]:
-    return {"rule": rule, "per_seed": per_seed, "pass": passed}
+    return band(rule, per_seed, passed)
 
 
 def evaluate(runs: dict[str, dict[int, dict[str, Any]]], seeds: list[int]) -> dict[str, Any]:
@@ -69,13 +51,13 @@ def evaluate(runs: dict[str, dict[int, dict[str, Any]]], seeds: list[int]) -> di
     for by_seed in ok.values():
         for seed, r in by_seed.items():
             scratch.setdefault(seed, r["accuracy_scratch"])
-    table = {"scratch": {**_stats(list(scratch.values())), "per_seed": scratch}} if scratch else {}
+    table = {"scratch": {**mean_std(list(scratch.values())), "per_seed": scratch}} if scratch else {}
     for variant, by_seed in ok.items():
         if by_seed:
             acc = {s: r["accuracy"] for s, r in by_seed.items()}
             share = {s: r["relevant_share"] for s, r in by_seed.items()}
             gain = {s: r["accuracy"] - r["accuracy_scratch"] for s, r in by_seed.items()}
-            table[variant] = {**_stats(list(acc.values())), "per_seed": acc,
+            table[variant] = {**mean_std(list(acc.values())), "per_seed": acc,
                               "gain": gain, "relevant_share": share}
     topk = ok.get("topk", {})
     bands = {
@@ -122,7 +104,7 @@ def markdown(table: dict[str, Any], seeds: list[int]) -> str:
 def run(out: Path | None = None, seeds: list[int] | None = None,
         variants: Iterable[str] = tuple(VARIANTS), extra: Iterable[str] = ()) -> dict[str, Any]:
     seeds = list(seeds or DEFAULT_SEEDS)
-    root = out.parent / f"{out.stem}-runs" if out else Path(tempfile.mkdtemp(prefix="fedsa-bench-"))
+    root = runs_root(out, "fedsa")
     started = time.perf_counter()
     runs: dict[str, dict[int, dict[str, Any]]] = {v: {} for v in variants}
     for seed in seeds:

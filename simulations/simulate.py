@@ -60,6 +60,8 @@ def round_line(record: dict[str, Any], total: int) -> str:
     phase = record.get("phase", "train")
     # Multi-phase workflows (LIRF, FedSA) number their phases after the training rounds.
     parts = [f"round {record['round']}/{total}" if phase == "train" else f"{phase} (step {record['round']})"]
+    if "stage" in record:  # multi-stage methods: rounds run on across stages
+        parts = [f"stage {record['stage']}: round {record['round']}/{record['last_round']}"]
     for key in ("accuracy", "loss", "train_loss"):
         if isinstance(record.get(key), float):
             parts.append(f"{key} {record[key]:.4f}")
