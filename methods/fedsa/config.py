@@ -50,6 +50,9 @@ class FedSAConfig(LocalTrainingConfig):
     """Mini-batch size on the probe set."""
     adapt_epochs: int = 60
     """Epochs of task adaptation: fresh head, all weights fine-tuned on the probe set."""
+    adapt_backbone_lr: float = 0.1
+    """Backbone learning rate during adaptation as a multiple of probe-lr (0: frozen backbone,
+    a linear probe of the distilled features; 1: everything fine-tuned alike)."""
 
     student_widths: tuple[int, ...] = (8, 16, 16)
     """Channels of the student's three conv blocks (the last one is C_s)."""
@@ -81,6 +84,8 @@ class FedSAConfig(LocalTrainingConfig):
             problems.append("student-widths and teacher-widths need three channel counts")
         if self.probe_per_class < 1 or min(self.probe_epochs, self.adapt_epochs) < 0:
             problems.append("probe-per-class must be >= 1 and the epochs >= 0")
+        if self.adapt_backbone_lr < 0:
+            problems.append("adapt-backbone-lr must be >= 0")
         if not 0.0 < self.teacher_val_fraction < 1.0:
             problems.append("teacher-val-fraction must be in (0, 1)")
         if problems:

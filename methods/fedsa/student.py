@@ -29,11 +29,23 @@ def server_seed(spec: RunSpec, purpose: str) -> int:
 
 
 def fit_supervised(model: CanvasCNN, data: ArrayDataset, *, epochs: int, lr: float,
-                   batch_size: int, seed: int) -> float:
-    """CE with Adam and a per-epoch cosine schedule (T_max = epochs); the last epoch's mean loss."""
+                   batch_size: int, seed: int, backbone_lr: float = 1.0) -> float:
+    """CE with Adam and a per-epoch cosine schedule (T_max = epochs); the last epoch's mean loss.
+
+    `backbone_lr` scales the learning rate of everything but the head (0 freezes it).
+    """
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(data.to_torch(), batch_size=batch_size, shuffle=True, generator=generator)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    head = list(model.head.parameters())
+    head_ids = {id(p) for p in head}
+    backbone = [p for p in model.parameters() if id(p) not in head_ids]
+    groups = [{"params": head, "lr": lr}]
+    if backbone_lr > 0:
+        groups.append({"params": backbone, "lr": lr * backbone_lr})
+    else:
+        for param in backbone:
+            param.requires_grad_(False)
+    optimizer = torch.optim.Adam(groups, lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     model.train()
     loss_sum, batches = 0.0, 0
@@ -62,7 +74,8 @@ def prefit_student(method: Method, spec: RunSpec, arrays: dict[str, np.ndarray],
 
 def adapt_and_test(method: Method, spec: RunSpec, arrays: dict[str, np.ndarray],
                    probe: ArrayDataset, test: ArrayDataset) -> dict[str, float]:
-    """Fresh head, fine-tune everything on the probe set, test: the last epoch's accuracy."""
+    """Fresh head, fine-tune on the probe set (backbone at adapt-backbone-lr × probe-lr), test:
+    the last epoch's accuracy."""
     cfg = spec.method
     student = method.build_model(spec)
     method.load_shared_state(student, arrays)
@@ -70,5 +83,6 @@ def adapt_and_test(method: Method, spec: RunSpec, arrays: dict[str, np.ndarray],
     torch.manual_seed(seed)  # the same fresh head for the scratch baseline and the final student
     student.head = student.new_head(probe.num_classes)
     loss = fit_supervised(student, probe, epochs=cfg.adapt_epochs, lr=cfg.probe_lr,
-                          batch_size=cfg.probe_batch_size, seed=seed)
+                          batch_size=cfg.probe_batch_size, seed=seed,
+                          backbone_lr=cfg.adapt_backbone_lr)
     return {**method.evaluate(student, test), "probe_loss": loss}

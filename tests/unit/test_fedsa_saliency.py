@@ -78,3 +78,22 @@ def test_similarity_is_the_sum_of_half_shifted_cosines():
     assert saliency_similarity(a, a) == pytest.approx(3.0)
     with pytest.raises(ValueError, match="differ in shape"):
         saliency_similarity(a, b[:2])
+
+
+@pytest.mark.parametrize("backbone_lr", [0.0, 0.1])
+def test_adaptation_backbone_lr_freezes_or_slows_the_backbone_but_trains_the_head(split, backbone_lr):
+    data = split.probe.target()
+    torch.manual_seed(0)
+    model = CanvasCNN((8, 16, 16), data.num_classes)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit_supervised(model, data, epochs=2, lr=1e-2, batch_size=16, seed=0, backbone_lr=backbone_lr)
+    after = model.state_dict()
+    head = [k for k in after if k.startswith("head.") and k.endswith("weight")]
+    conv = [k for k in after if k.startswith("features.") and k.endswith("weight")]
+    assert head and conv
+    assert all(not torch.equal(before[k], after[k]) for k in head)
+    moved = max(float((after[k] - before[k]).abs().max()) for k in conv)
+    if backbone_lr == 0.0:
+        assert moved == 0.0
+    else:
+        assert moved > 0.0
