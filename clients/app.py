@@ -10,6 +10,7 @@ instead of an opaque crash.
 from __future__ import annotations
 
 import traceback
+from functools import lru_cache
 from typing import Callable
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
@@ -44,8 +45,15 @@ def _dispatch(msg: Message, context: Context) -> RecordDict:
     header = read_header(msg)
     if header.phase not in PHASES:
         raise ValueError(f"unknown phase {header.phase!r}; this node knows {sorted(PHASES)}")
-    spec = RunSpec.from_json(header.config_json)
+    spec = _run_spec(header.config_json)
     return PHASES[header.phase](spec, header, msg.content, context)
+
+
+@lru_cache(maxsize=8)
+def _run_spec(config_json: str) -> RunSpec:
+    # Every request of a run carries the same config: parse it once per process (the
+    # spec is frozen, so sharing it is safe); a few runs' worth are kept.
+    return RunSpec.from_json(config_json)
 
 
 @app.query("info")

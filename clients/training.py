@@ -24,13 +24,14 @@ def make_loader(dataset: ArrayDataset, batch_size: int, seed: int) -> DataLoader
     return DataLoader(dataset.to_torch(), batch_size=batch_size, shuffle=True, generator=generator)
 
 
-def make_optimizer(model: torch.nn.Module, spec: RunSpec) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, spec: RunSpec, lr: float | None = None) -> torch.optim.Optimizer:
     cfg = spec.method
+    lr = cfg.lr if lr is None else lr  # a method's per-round schedule (Method.local_lr)
     params = [p for p in model.parameters() if p.requires_grad]
     if getattr(cfg, "optimizer", "sgd") == "adam":  # a method whose protocol fixes Adam (FedSA)
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(
-        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
 
 
@@ -51,7 +52,8 @@ def train_locally(
     """
     torch.manual_seed(seed)  # dropout / random labels inside train_step (and Poisson batches)
     loader = make_loader(dataset, spec.method.batch_size, seed)
-    optimizer = make_optimizer(model, spec)
+    local_lr = getattr(method, "local_lr", None)  # duck-typed steps (FedSA's hint) have none
+    optimizer = make_optimizer(model, spec, local_lr(model, spec) if local_lr else None)
     model.train()
     backward = _plain_backward(method, model, spec)
     if privacy is not None:
@@ -78,9 +80,14 @@ def train_locally(
 
 
 def _plain_backward(method: Method, model: torch.nn.Module, spec: RunSpec) -> Callable[[tuple], float]:
+    # A method whose protocol clips the gradient norm (Ask-AC's PPO: 0.5) names it in its config.
+    max_grad_norm = getattr(spec.method, "max_grad_norm", 0.0)
+
     def backward(batch: tuple) -> float:
         loss = method.train_step(model, batch, spec)
         loss.backward()
+        if max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         return loss.item()
 
     return backward

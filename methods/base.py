@@ -8,6 +8,7 @@ method never branches on them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,7 @@ from torch import nn
 from methods.common.datasets import ArrayDataset, load_dataset
 from methods.config import (
     ConfigError,
+    kebab,
     DataConfig,
     FederationConfig,
     build_dataclass,
@@ -171,6 +173,15 @@ def valid_keys(method_name: str) -> list[str]:
     )
 
 
+# Robust aggregation (Blanchard et al., NeurIPS 2017: Krum; Yin et al., ICML 2018:
+# coordinate-wise median and trimmed mean), all from flwr.serverapp.strategy.
+AGGREGATIONS = ("fedavg", "krum", "median", "trimmed-mean")
+
+
+def _sampled_per_round(fed: FederationConfig) -> int:
+    return max(1, round(fed.fraction_train * fed.num_clients))
+
+
 def _validate_federation(fed: FederationConfig) -> None:
     problems = []
     if fed.num_server_rounds < 1:
@@ -183,6 +194,13 @@ def _validate_federation(fed: FederationConfig) -> None:
         problems.append("min-nodes must be in [1, num-clients]")
     if fed.round_timeout <= 0 or fed.node_wait_timeout <= 0:
         problems.append("round-timeout and node-wait-timeout must be > 0 seconds")
+    if fed.aggregation not in AGGREGATIONS:
+        problems.append(f"aggregation must be one of {', '.join(AGGREGATIONS)} (got {fed.aggregation!r})")
+    sampled = _sampled_per_round(fed)
+    if fed.aggregation == "krum" and sampled < 2 * fed.byzantine_nodes + 3:
+        problems.append(f"krum tolerates byzantine-nodes=f only with >= 2f+3 sampled nodes, not {sampled}")
+    if fed.aggregation == "trimmed-mean" and not 0 < 2 * fed.byzantine_nodes < sampled:
+        problems.append(f"trimmed-mean needs 0 < 2*byzantine-nodes < sampled nodes ({sampled})")
     if problems:
         raise ConfigError("; ".join(problems))
 
@@ -254,6 +272,14 @@ class Method(ABC):
         state = {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}
         model.load_state_dict(state, strict=True)
 
+    def local_lr(self, model: nn.Module, spec: RunSpec) -> float:
+        """The learning rate of this round's local training (default: the config's `lr`).
+
+        `model` already holds the global state the round received: a method whose
+        schedule follows it overrides this (Ask-AC decays lr over environment steps).
+        """
+        return spec.method.lr
+
     # --- multi-stage methods (workflow "stages", server/stages.py) ---------------
     def stages(self, spec: RunSpec) -> list[Stage]:
         """The federated runs this method's scenario is made of (default: one)."""
@@ -281,18 +307,44 @@ class Method(ABC):
         last = list(results.values())[-1].final
         return {k: v for k, v in last.items() if k not in ("round", "phase", "stage")}
 
+    def check_data(self, spec: RunSpec, num_classes: int) -> None:
+        """Refuse (ConfigError) a config that names what the data or federation lack.
+
+        Run before anything starts (simulations/preflight.py). Default: method-config
+        fields named `*_classes` hold class labels (LIRF's deposit-classes) and must lie
+        below the data set's class count; fields named `*_partition` hold a partition
+        index (LIRF's owner-partition) and must lie below num-clients.
+        """
+        cfg, fed = spec.method, spec.federation
+        prefix = spec.method_name + "."
+        for f in dataclasses.fields(cfg):
+            value = getattr(cfg, f.name)
+            if f.name.endswith("_classes") and any(int(c) >= num_classes for c in value):
+                raise ConfigError(f"{prefix}{kebab(f.name)}={list(value)}: the data set "
+                                  f"{spec.data.dataset!r} has classes 0..{num_classes - 1} only")
+            if f.name.endswith("_partition") and int(value) >= fed.num_clients:
+                raise ConfigError(f"{prefix}{kebab(f.name)}={value}: the federation has partitions "
+                                  f"0..{fed.num_clients - 1} only (num-clients={fed.num_clients})")
+
     def strategy(self, spec: RunSpec):
         """The Flower strategy that aggregates this method's updates.
 
-        FedAvg weighted by examples; sampling is done by the server's seeded
-        sampler (server/federation.py), so the strategy's own minimums are 1.
+        FedAvg weighted by examples, or the robust rule `aggregation` names;
+        sampling is done by the server's seeded sampler (server/federation.py),
+        so the strategy's own minimums are 1.
         """
-        from flwr.serverapp.strategy import FedAvg
+        from flwr.serverapp import strategy as flwr_strategy
 
-        return FedAvg(
-            fraction_train=1.0,
-            fraction_evaluate=0.0,
-            min_train_nodes=1,
-            min_evaluate_nodes=0,
-            min_available_nodes=1,
-        )
+        fed = spec.federation
+        common = dict(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1,
+                      min_evaluate_nodes=0, min_available_nodes=1)
+        if fed.aggregation == "krum":
+            return flwr_strategy.Krum(num_malicious_nodes=fed.byzantine_nodes, **common)
+        if fed.aggregation == "median":
+            return flwr_strategy.FedMedian(**common)
+        if fed.aggregation == "trimmed-mean":
+            # FedTrimmedAvg cuts int(beta * n) updates from each end: beta = f / n, nudged
+            # up so float rounding never cuts f - 1.
+            beta = (fed.byzantine_nodes + 0.5) / _sampled_per_round(fed)
+            return flwr_strategy.FedTrimmedAvg(beta=min(beta, 0.49), **common)
+        return flwr_strategy.FedAvg(**common)

@@ -41,6 +41,12 @@ class FederationConfig:
     """Seconds to wait for `num_clients` nodes to connect before round 1."""
     seed: int = 0
     """Seed of everything random: partitions, sampling, initial weights, local batches."""
+    aggregation: str = "fedavg"
+    """How the round loop aggregates updates: fedavg | krum | median | trimmed-mean (Flower's
+    FedAvg, Krum, FedMedian, FedTrimmedAvg); the last three resist a few poisoned updates."""
+    byzantine_nodes: int = 1
+    """f, the poisoned updates per round robust aggregation must tolerate: Krum's number of
+    malicious nodes; trimmed-mean cuts f of the sampled updates from each end."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,20 @@ class DataConfig:
     """Concentration α of the Dirichlet label split (smaller = more skew)."""
     classes_per_client: int = 2
     """k of the pathological split."""
+
+    def validate(self) -> None:
+        from methods.common.datasets import _LOADERS  # the registry of data set names
+        from methods.common.partition import SCHEMES
+
+        problems = []
+        if self.dataset not in _LOADERS:
+            problems.append(f"data.dataset must be one of {', '.join(_LOADERS)} (got {self.dataset!r})")
+        if self.partitioner not in SCHEMES:
+            problems.append(f"data.partitioner must be one of {', '.join(SCHEMES)} (got {self.partitioner!r})")
+        if self.dirichlet_alpha <= 0 or self.classes_per_client < 1:
+            problems.append("data.dirichlet-alpha must be > 0 and data.classes-per-client >= 1")
+        if problems:
+            raise ConfigError("; ".join(problems))
 
 
 def kebab(name: str) -> str:

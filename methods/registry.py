@@ -43,13 +43,23 @@ def method_names() -> list[str]:
 
 def _register_builtin() -> None:
     # One line per method; keep sorted.
+    from methods.askac.method import AskAC
+    from methods.attn_div.method import AttentionDiversification
     from methods.fedavg.method import FedAvgMethod
     from methods.fedsa.method import FedSAMethod
+    from methods.hscl.method import HSCL
     from methods.lirf.method import LIRF
+    from methods.ltl.method import LTL
+    from methods.pose.method import PoseMethod
 
+    register(AskAC())
+    register(AttentionDiversification())
     register(FedAvgMethod())
     register(FedSAMethod())
+    register(HSCL())
     register(LIRF())
+    register(LTL())
+    register(PoseMethod())
 
 
 _register_builtin()

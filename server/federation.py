@@ -17,12 +17,24 @@ from typing import Callable, Iterable
 import numpy as np
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
+from flwr.superlink.grid import HttpGrid
 
 from methods.base import RunSpec
 from protos import fedvault_pb2 as pb
 from protos.codec import PayloadError, decode, encode
 from protos.records import CONFIG, HEADER, read_error, round_header
 from server.run_dir import RunDirectory
+
+# Above this many planned clients the federation is not enumerated: sampling draws from
+# the sorted node ids and only the sampled nodes are asked for their NodeInfo, so
+# 10,000 virtual clients cost no 10,000 info round trips and no 10,000 records (issue
+# 10). Smaller federations keep partition-ordered sampling, which a resumed run
+# reproduces whatever ids Flower hands out; a lazy one reproduces it for the same ids.
+FULL_DISCOVERY_MAX_NODES = 256
+# Flower 1.39's deployed grid (HttpGrid) sleeps 3 s between pulls, so a round whose
+# replies are in after 0.3 s still waits 3 s. Poll it from 50 ms, doubling to 0.5 s.
+# (Simulation's InMemoryGrid already polls every 0.1 s and keeps Flower's loop.)
+PULL_INTERVALS = (0.05, 0.5)
 
 
 class FederationError(RuntimeError):
@@ -71,6 +83,9 @@ class Federation:
         self.run = run
         self.nodes: dict[int, NodeRecord] = {}
         self.lost: set[int] = set()
+        self._probes: dict[str, int] = {}  # message id of a pending rejoin probe -> node id
+        # Lazy: `nodes` holds only the current round's sample (see FULL_DISCOVERY_MAX_NODES).
+        self.lazy = spec.federation.num_clients > FULL_DISCOVERY_MAX_NODES
         self.bytes_received = 0
         self.bytes_sent = 0
 
@@ -82,18 +97,18 @@ class Federation:
         while True:
             self.refresh()
             expected = self.expected_size()
-            if len(self.nodes) >= expected:
+            if self.size() >= expected:
                 return
             if time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        if len(self.nodes) < fed.min_nodes:
+        if self.size() < fed.min_nodes:
             raise FederationError(
-                f"only {len(self.nodes)} node(s) connected within {fed.node_wait_timeout:.0f} s; "
+                f"only {self.size()} node(s) connected within {fed.node_wait_timeout:.0f} s; "
                 f"the run needs at least min-nodes={fed.min_nodes}"
             )
         self.run.log_event(
-            f"expected {expected} nodes, {len(self.nodes)} connected within "
+            f"expected {expected} nodes, {self.size()} connected within "
             f"{fed.node_wait_timeout:.0f} s; continuing with them"
         )
 
@@ -102,17 +117,52 @@ class Federation:
         sizes = {n.num_partitions for n in self.nodes.values() if n.num_partitions > 0}
         return max(sizes) if sizes else self.spec.federation.num_clients
 
+    def size(self) -> int:
+        """Nodes the run counts on: the known ones, or (lazy) every connected, live one."""
+        if self.lazy:
+            return len(set(self.grid.get_node_ids()) - self.lost)
+        return len(self.nodes)
+
     def refresh(self) -> None:
         """Learn about newly connected nodes (a restarted node rejoins this way)."""
         connected = set(self.grid.get_node_ids())
-        new = sorted(connected - set(self.nodes) - self.lost)
-        if not new:
+        self._probe_lost(connected)
+        if not self.lazy:  # a lazy federation learns nodes when they are sampled
+            self._learn(sorted(connected - set(self.nodes) - self.lost))
+
+    def _learn(self, node_ids: list[int]) -> None:
+        if not node_ids:
             return
-        messages = [self._info_request(nid) for nid in new]
-        for reply in self.grid.send_and_receive(messages, timeout=self.spec.federation.round_timeout):
+        messages = [self._info_request(nid) for nid in node_ids]
+        for reply in self._send_and_receive(messages, self.spec.federation.round_timeout):
             record = self._node_record(reply)
             if record is not None:
                 self.nodes[record.node_id] = record
+
+    def _probe_lost(self, connected: set[int]) -> None:
+        """Let a lost node that answers again rejoin, without ever waiting for it.
+
+        Under node authentication a restarted SuperNode keeps its node id, so it
+        is never "new"; and a killed one stays listed as connected until its
+        heartbeats expire (about a minute). So each lost, listed node gets one
+        NodeInfo request pushed without waiting; the node rejoins once its answer
+        is pulled at a later refresh. An error reply (the node is offline) or no
+        reply costs nothing and the node is asked again later.
+        """
+        if self._probes:
+            for reply in self.grid.pull_messages(list(self._probes)):
+                node_id = self._probes.pop(reply.metadata.reply_to_message_id, None)
+                if node_id is None or reply.has_error():
+                    continue
+                record = self._node_record(reply)
+                if record is not None and record.node_id == node_id:
+                    self.nodes[node_id] = record
+                    self.lost.discard(node_id)
+                    self.run.log_event(f"{record.label} answers again: it rejoins the federation")
+        retry = sorted((self.lost & connected) - set(self._probes.values()))
+        if retry:
+            ids = self.grid.push_messages([self._info_request(n) for n in retry])
+            self._probes.update(zip(ids, retry))
 
     def _info_request(self, node_id: int) -> Message:
         header = encode(round_header(self.spec, 0, "info"))
@@ -143,7 +193,9 @@ class Federation:
         """Seeded sample of live nodes for round `rnd`; errors when too few remain."""
         fed = self.spec.federation
         self.refresh()
-        alive = self.alive()
+        alive = self._candidates()
+        if len(alive) < fed.min_nodes and self._probes:
+            alive = self._await_rejoin(fed.min_nodes)
         if len(alive) < fed.min_nodes:
             raise FederationError(
                 f"round {rnd}: {len(alive)} reachable node(s) left, fewer than min-nodes={fed.min_nodes}"
@@ -152,7 +204,28 @@ class Federation:
         count = max(1, int(round(fraction * len(alive))))
         rng = np.random.default_rng([fed.seed, rnd])
         chosen = rng.choice(len(alive), size=count, replace=False)
-        return [alive[i].node_id for i in sorted(chosen)]
+        picked = [alive[i] for i in sorted(chosen)]
+        if self.lazy:  # records for this round's sample only, none for the others
+            self.nodes = {}
+            self._learn(picked)
+        return picked
+
+    def _await_rejoin(self, needed: int) -> list[int]:
+        """Too few live nodes, but lost ones are being asked back (a node that was only
+        slow, or restarted): wait for their answers, at most one round timeout."""
+        deadline = time.monotonic() + self.spec.federation.round_timeout
+        while True:
+            self.refresh()
+            alive = self._candidates()
+            if len(alive) >= needed or not self._probes or time.monotonic() > deadline:
+                return alive
+            time.sleep(0.5)
+
+    def _candidates(self) -> list[int]:
+        """The live node ids a sample is drawn from, in a seed-reproducible order."""
+        if self.lazy:
+            return sorted(set(self.grid.get_node_ids()) - self.lost)
+        return [n.node_id for n in self.alive()]
 
     def label(self, node_id: int) -> str:
         record = self.nodes.get(node_id)
@@ -165,7 +238,7 @@ class Federation:
         """Send, wait at most round-timeout, and return the valid replies in partition order."""
         messages = list(messages)
         timeout = self.spec.federation.round_timeout
-        replies = list(self.grid.send_and_receive(messages, timeout=timeout))
+        replies = self._send_and_receive(messages, timeout)
         answered = {r.metadata.src_node_id for r in replies}
         for msg in messages:
             if msg.metadata.dst_node_id not in answered:
@@ -176,6 +249,24 @@ class Federation:
                 )
         valid = [r for r in replies if self._accept(r, rnd, phase, check)]
         return sorted(valid, key=lambda r: self._order(r.metadata.src_node_id))
+
+    def _send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:
+        if not isinstance(self.grid, HttpGrid):
+            return list(self.grid.send_and_receive(messages, timeout=timeout))
+        pending = set(self.grid.push_messages(messages))
+        deadline = time.monotonic() + timeout
+        replies: list[Message] = []
+        wait = PULL_INTERVALS[0]
+        while pending:
+            got = list(self.grid.pull_messages(pending))
+            replies.extend(got)
+            pending -= {r.metadata.reply_to_message_id for r in got}
+            left = deadline - time.monotonic()
+            if not pending or left <= 0:
+                break
+            time.sleep(min(wait, left))
+            wait = min(2 * wait, PULL_INTERVALS[1])
+        return replies
 
     def _order(self, node_id: int) -> tuple:
         record = self.nodes.get(node_id)

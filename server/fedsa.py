@@ -385,5 +385,10 @@ def run_fedsa(fed: Federation, method: Method, spec: RunSpec, run: RunDirectory,
         # but the FedSA phases do not pass it on yet: refuse rather than run non-private.
         raise ConfigError("dp.enabled is not supported by fedsa yet (its distillation step "
                           "does not take the privacy hook); run without dp.enabled")
+    if spec.federation.aggregation != "fedavg":
+        # FedSA averages its student by draw weights (FedSAAverage), never Method.strategy:
+        # refuse rather than silently ignore a robust rule.
+        raise ConfigError(f"aggregation={spec.federation.aggregation!r} is not supported by fedsa "
+                          "(it averages its student by draw weights); use aggregation=fedavg")
     torch.set_num_threads(1)
     return FedSAWorkflow(fed, method, spec, run, state, progress)()

@@ -90,7 +90,7 @@ def run_job(grid: Grid, job: Job) -> dict[str, Any]:
         "scenario": job.scenario or run.config().get("scenario", ""),
         "seed": spec.federation.seed,
         "rounds": int(state["round"]),
-        "num_clients": len(fed.nodes),
+        "num_clients": fed.size(),
         "wall_seconds": prior_seconds + time.perf_counter() - started,
         **run.config().get("deployment", {}),
     }

@@ -20,6 +20,17 @@ BENCHES: dict[str, str] = {
     "fedsa": "simulations.bench_fedsa:run",
     "dp-overhead": "simulations.bench_dp:run",
     "lirf": "simulations.bench_lirf:run",
+    "ask-ac": "simulations.bench_askac:run",
+    "hscl": "simulations.bench_hscl:run",
+    "overhead": "simulations.bench_overhead:run",
+    "scale": "simulations.bench_scale:run",
+    "wire": "simulations.bench_wire:run",
+    "deploy": "simulations.bench_deploy:run",
+    "lirf-speed": "simulations.bench_lirf_speed:run",
+    "faults": "simulations.bench_faults:run",
+    "ltl": "simulations.bench_ltl:run",
+    "attn-div": "simulations.bench_attn_div:run",
+    "pose": "simulations.bench_pose:run",
 }
 
 

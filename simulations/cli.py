@@ -20,6 +20,7 @@ from server.scenario import (
     scenario_description,
     scenario_names,
 )
+from simulations.preflight import check_runnable
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__,
                   pretty_exceptions_show_locals=False)  # locals would dump model weights
@@ -79,6 +80,7 @@ def simulate(
             if seed is not None:
                 overrides["seed"] = str(seed)
             spec = resolve(scenario, overrides)
+            check_runnable(spec)
             run_dir = out or default_run_dir(scenario, spec.federation.seed)
             RunDirectory.check_free(run_dir)
             job = Job(spec=spec, run_dir=str(run_dir), scenario=scenario)
@@ -101,6 +103,7 @@ def deploy(
     insecure: bool = typer.Option(False, "--insecure", help="no TLS and no node authentication"),
     out: Optional[Path] = typer.Option(None, "--out", help="run directory to create"),
     set_: List[str] = typer.Option([], "--set", help="key=value override (repeatable)"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue this run directory"),
 ) -> None:
     """Run a scenario over a real gRPC federation on 127.0.0.1 (TLS + node auth by default)."""
     from simulations.deploy import FederationError
@@ -108,11 +111,16 @@ def deploy(
     from simulations.simulate import round_line
 
     try:
-        overrides = parse_overrides(set_)
-        overrides.setdefault("num-clients", str(nodes))
-        spec = resolve(scenario, overrides)
-        run_dir = (out or default_run_dir(scenario, spec.federation.seed)).resolve()
-        RunDirectory.check_free(run_dir)
+        if resume is not None:
+            run_dir, overrides = resume.resolve(), {}
+            spec, scenario = _resumable(run_dir, set_)
+        else:
+            overrides = parse_overrides(set_)
+            overrides.setdefault("num-clients", str(nodes))
+            spec = resolve(scenario, overrides)
+            check_runnable(spec)
+            run_dir = (out or default_run_dir(scenario, spec.federation.seed)).resolve()
+            RunDirectory.check_free(run_dir)
     except (ConfigError, RunDirError) as exc:
         fail(str(exc))
     total = spec.federation.num_server_rounds
@@ -120,13 +128,26 @@ def deploy(
     console.print(f"[bold]{scenario}[/]: SuperLink + {nodes} SuperNodes on 127.0.0.1 ({mode}) → {run_dir}")
     try:
         status = deploy_scenario(scenario, spec, overrides, nodes=nodes, run_dir=run_dir,
-                                 secure=not insecure,
+                                 secure=not insecure, resume=resume is not None,
                                  on_record=lambda r: console.print(round_line(r, total)))
     except FederationError as exc:
         fail(str(exc), code=1)
     if status != "finished:completed":
         fail(f"the run ended {status}; ServerApp log: {run_dir / 'serverapp.log'}", code=1)
     finish(run_dir)
+
+
+def _resumable(run_dir: Path, set_: List[str]):
+    """The spec and scenario of a run to continue; a corrupt checkpoint is refused here,
+    before any process starts, and so are overrides (a resumed run keeps its config)."""
+    from methods.base import parse_run_spec
+
+    if set_:
+        raise ConfigError("--resume continues a run with its own config: --set cannot be combined with it")
+    run = RunDirectory.open_existing(run_dir)
+    run.load_checkpoint()
+    config = run.config()
+    return parse_run_spec(config["run"]), str(config.get("scenario", ""))
 
 
 @cli.command()
@@ -163,7 +184,10 @@ def bench(
 
     if name not in BENCHES:
         fail(f"unknown benchmark {name!r}; available: {', '.join(sorted(BENCHES)) or '(none)'}")
-    seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    try:
+        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    except ValueError:
+        fail(f"--seeds expects comma-separated integers, got {seeds!r}")
     result = run_bench(name, out, seed_list)
     console.print_json(json.dumps(result))
     if not result.get("pass", False):

@@ -305,14 +305,33 @@ class LocalFederation:
             self.node_ids = list(pool.map(self.register_node, [pub for _, pub in pairs], names))
         return [private for private, _ in pairs]
 
-    def _start_node(self, index: int, auth_key: Path | None) -> None:
+    def restart_node(self, index: int, *, timeout: float = 180.0) -> str:
+        """Start node `index` again after it died: same key (so, under node auth, the
+        same node id), same node config. Returns the new process's name.
+
+        The SuperLink refuses to activate a node id it still counts as online (exit
+        code 305), so this first waits, at most `timeout`, until the dead node's
+        heartbeats have expired (about a minute in Flower 1.39)."""
+        key = self.workdir / "keys" / f"node-{index}" if self.secure else None
+        deadline = time.monotonic() + timeout
+        while self.secure and self.node_ids[index] in self.online_nodes():
+            if time.monotonic() > deadline:
+                raise FederationError(f"node-{index} still online {timeout:.0f} s after it died")
+            time.sleep(1.0)
+        prefix = f"node-{index}-restart-"
+        restarts = sum(name.startswith(prefix) for name in self.group.pids())
+        return self._start_node(index, key, name=f"{prefix}{restarts + 1}")
+
+    def _start_node(self, index: int, auth_key: Path | None, name: str | None = None) -> str:
         launch = NodeLaunch(
             index=index, num_nodes=self.num_nodes, superlink=self.fleet_address,
             port=free_port(), node_config=dict(self.node_config(index, self.num_nodes)),
             root_certificates=self.tls.ca_cert if self.tls else None,
             auth_key=auth_key, insecure=not self.secure,
         )  # fmt: skip
-        self.group.start(f"node-{index}", list(self.node_command(launch)), cwd=self.workdir)
+        name = name or f"node-{index}"
+        self.group.start(name, list(self.node_command(launch)), cwd=self.workdir)
+        return name
 
     # -- the flwr CLI --------------------------------------------------------------
 

@@ -31,14 +31,17 @@ def fedvault_node_command(launch: NodeLaunch) -> list[str]:
     return argv + (["--auth-key", str(launch.auth_key)] if launch.auth_key else [])
 
 
-def run_config(scenario: str, overrides: Mapping[str, str], run_dir: Path, secure: bool) -> dict:
+def run_config(scenario: str, overrides: Mapping[str, str], run_dir: Path, secure: bool,
+               resume: bool = False) -> dict:
+    """The ServerApp's run config; with `resume` it continues the run in `run_dir`."""
     transport = {"transport": "grpc-rere", "tls": secure, "node_auth": secure}
-    return {
+    config = {
         "scenario": scenario,
         "overrides": ";".join(f"{k}={v}" for k, v in overrides.items()),
         "run-dir": str(run_dir.resolve()),
         "deployment": json.dumps(transport),
     }
+    return {**config, "resume": str(run_dir.resolve())} if resume else config
 
 
 def run_timeout(spec: RunSpec) -> float:
@@ -66,12 +69,14 @@ def deploy(
     secure: bool = True,
     on_record: Callable[[dict], None] = lambda record: None,
     on_started: Callable[[LocalFederation], None] = lambda fed: None,
+    resume: bool = False,
 ) -> str:
-    """Run `scenario` on a fresh local federation; returns Flower's final run status."""
+    """Run `scenario` on a fresh local federation (or, with `resume`, continue the
+    run in `run_dir` from its checkpoint); returns Flower's final run status."""
     workdir = Path(tempfile.mkdtemp(prefix="fvdeploy-", dir="/tmp"))
     with LocalFederation(workdir, nodes, secure=secure, node_command=fedvault_node_command) as fed:
         on_started(fed)
-        run_id = fed.submit(APP_DIR, run_config(scenario, overrides, run_dir, secure))
+        run_id = fed.submit(APP_DIR, run_config(scenario, overrides, run_dir, secure, resume))
         deadline, seen = time.monotonic() + run_timeout(spec), 0
         while not (status := fed.status(run_id)).startswith("finished:"):
             fed.group.track()

@@ -25,7 +25,9 @@ def simulation_env() -> None:
     os.environ.setdefault("RAY_TMPDIR", tempfile.gettempdir())
 
 
-def backend_config(ray_address: str | None, num_cpus_per_client: float) -> dict[str, Any]:
+def backend_config(ray_address: str | None, num_cpus_per_client: float,
+                   num_cpus: int | None = None) -> dict[str, Any]:
+    """`num_cpus` caps the local Ray's CPUs (benches pin the simulation to one core)."""
     init_args: dict[str, Any] = {
         "include_dashboard": False,
         "logging_level": logging.ERROR,
@@ -33,6 +35,8 @@ def backend_config(ray_address: str | None, num_cpus_per_client: float) -> dict[
     }
     if ray_address:
         init_args["address"] = ray_address
+    elif num_cpus is not None:
+        init_args["num_cpus"] = num_cpus
     return {
         "client_resources": {"num_cpus": num_cpus_per_client, "num_gpus": 0.0},
         "init_args": init_args,
@@ -40,8 +44,11 @@ def backend_config(ray_address: str | None, num_cpus_per_client: float) -> dict[
 
 
 def run_in_process(job: Job, num_nodes: int, *, ray_address: str | None = None,
-                   verbose: bool = False) -> None:
-    """Run the job on `num_nodes` virtual SuperNodes; returns when the run ends."""
+                   verbose: bool = False, num_cpus: int | None = None, client=None) -> None:
+    """Run the job on `num_nodes` virtual SuperNodes; returns when the run ends.
+
+    `client` replaces fedvault's ClientApp (benches wrap it); `num_cpus` caps Ray's CPUs.
+    """
     from flwr.simulation import run_simulation
 
     simulation_env()
@@ -49,9 +56,9 @@ def run_in_process(job: Job, num_nodes: int, *, ray_address: str | None = None,
         logging.getLogger("flwr").setLevel(logging.WARNING)
     run_simulation(
         server_app=make_server_app(job),
-        client_app=client_app,
+        client_app=client or client_app,
         num_supernodes=num_nodes,
-        backend_config=backend_config(ray_address, 1.0),
+        backend_config=backend_config(ray_address, 1.0, num_cpus),
         verbose_logging=verbose,
     )
 
@@ -61,7 +68,9 @@ def round_line(record: dict[str, Any], total: int) -> str:
     # Multi-phase workflows (LIRF, FedSA) number their phases after the training rounds.
     parts = [f"round {record['round']}/{total}" if phase == "train" else f"{phase} (step {record['round']})"]
     if "stage" in record:  # multi-stage methods: rounds run on across stages
-        parts = [f"stage {record['stage']}: round {record['round']}/{record['last_round']}"]
+        # `last_round` comes with live progress only; a deploy follows metrics.jsonl without it.
+        last = f"/{record['last_round']}" if "last_round" in record else ""
+        parts = [f"stage {record['stage']}: round {record['round']}{last}"]
     for key in ("accuracy", "loss", "train_loss"):
         if isinstance(record.get(key), float):
             parts.append(f"{key} {record[key]:.4f}")

@@ -38,6 +38,7 @@ class InProcessGrid:
         self.tamper = tamper
         self.sent: list[Message] = []
         self.replies: list[tuple[int, Message]] = []
+        self._pushed: dict[str, Message] = {}
 
     def get_node_ids(self) -> list[int]:
         return list(self.contexts)
@@ -55,6 +56,20 @@ class InProcessGrid:
             self.replies.append((node_id, reply))
             replies.append(reply)
         return replies
+
+    # Flower's non-blocking pair: a live node answers at once and the reply waits to be
+    # pulled; a dead node's message stays pending (it never answers).
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        ids = []
+        for msg in messages:
+            msg.metadata.__dict__["_message_id"] = msg.object_id  # as Flower's grids do
+            ids.append(msg.metadata.message_id)
+            for reply in self.send_and_receive([msg]):
+                self._pushed[msg.metadata.message_id] = reply
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+        return [self._pushed.pop(i) for i in list(message_ids) if i in self._pushed]
 
 
 def partition_nodes(n: int) -> list[dict]:

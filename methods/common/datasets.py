@@ -80,11 +80,16 @@ def _frozen(*arrays: np.ndarray) -> None:
 
 
 def _stratified_split(x: np.ndarray, y: np.ndarray, test_size: int | float, name: str,
-                      num_classes: int) -> dict[str, ArrayDataset]:
-    from sklearn.model_selection import train_test_split
+                      num_classes: int, indices: tuple[np.ndarray, np.ndarray] | None = None,
+                      ) -> dict[str, ArrayDataset]:
+    """scikit-learn's stratified split (random_state 0), or its stored `indices` (train, test)."""
+    if indices is None:
+        from sklearn.model_selection import train_test_split
 
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_size, stratify=y,
-                                              random_state=0)
+        indices = train_test_split(np.arange(len(y)), test_size=test_size, stratify=y,
+                                   random_state=0)
+    train, test = indices
+    x_tr, x_te, y_tr, y_te = x[train], x[test], y[train], y[test]
     _frozen(x_tr, x_te, y_tr, y_te)
     return {"train": ArrayDataset(x_tr, y_tr, num_classes, name),
             "test": ArrayDataset(x_te, y_te, num_classes, name)}
@@ -109,11 +114,22 @@ def _read_mnist5k_raw() -> tuple[np.ndarray, np.ndarray]:
     return mnist_data()
 
 
+# scikit-learn's stratified 4000/1000 split of MNIST-5k, stored: importing scikit-learn
+# for it cost every fresh process 1-18 s (a deployed ClientApp is one process per message
+# in flwr 1.39). tests/unit/test_perf_datasets.py holds it equal to scikit-learn's split.
+MNIST5K_SPLIT = Path(__file__).with_name("mnist5k_split.npz")
+
+
 @functools.lru_cache(maxsize=1)
 def _mnist5k_splits() -> dict[str, ArrayDataset]:
     x, y = _read_mnist5k_raw()
     x = (np.asarray(x, np.float64).reshape(-1, 1, 28, 28) / 255.0 - MNIST_MEAN) / MNIST_STD
-    return _stratified_split(x.astype(np.float32), y.astype(np.int64), 1000, "mnist5k", 10)
+    indices = None
+    if MNIST5K_SPLIT.is_file():
+        with np.load(MNIST5K_SPLIT) as stored:
+            indices = (stored["train"].astype(np.int64), stored["test"].astype(np.int64))
+    return _stratified_split(x.astype(np.float32), y.astype(np.int64), 1000, "mnist5k", 10,
+                             indices)
 
 
 def load_mnist5k(split: str) -> ArrayDataset:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import threading
 import time
@@ -15,32 +14,9 @@ from methods.common.datasets import MNIST_MEAN, MNIST_STD, load_mnist5k, write_i
 from server.scenario import resolve
 from simulations.deploy import LocalFederation, NodeLaunch
 from simulations.deploy_scenario import APP_DIR, deploy, run_config
-from simulations.processes import all_processes, descendants
+from simulations.faults import kill_node_mid_round
 
 pytestmark = pytest.mark.integration
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _kill_node_mid_round(fed: LocalFederation, name: str, stamp: dict) -> None:
-    """SIGKILL `name` while it runs its second ClientApp: the first answers the
-    server's info query, the second is round 1's training."""
-    pid = fed.group.pids()[name]
-    clientapps: set[int] = set()
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        running = {p.pid for p in descendants(pid, all_processes()) if "flwr-clientapp" in _cmdline(p.pid)}
-        clientapps |= running
-        if len(clientapps) >= 2 and running:
-            fed.group.kill(name, signal.SIGKILL)
-            stamp["killed_at"] = time.monotonic()
-            return
-        time.sleep(0.1)
 
 
 def test_killed_supernode_is_logged_and_the_run_still_completes(tmp_path):
@@ -51,7 +27,7 @@ def test_killed_supernode_is_logged_and_the_run_still_completes(tmp_path):
 
     def on_started(fed):
         feds.append(fed)
-        threading.Thread(target=_kill_node_mid_round, args=(fed, "node-1", stamp), daemon=True).start()
+        threading.Thread(target=kill_node_mid_round, args=(fed, "node-1", stamp), daemon=True).start()
 
     status = deploy("fedavg", spec, overrides, nodes=3, run_dir=run_dir, on_started=on_started)
     ended = time.monotonic()

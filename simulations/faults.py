@@ -1,0 +1,49 @@
+"""Fault injection for real local deployments (tests and `fedvault bench faults`).
+
+A SuperNode runs one `flwr-clientapp` process per message it handles, so
+"mid-round" has a precise meaning: SIGKILL the node while the ClientApp of its
+n-th message runs (the first answers the server's NodeInfo query, the second is
+the first training request).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from simulations.deploy import LocalFederation
+from simulations.processes import all_processes, descendants
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def kill_node_mid_round(
+    fed: LocalFederation, name: str, stamp: dict, *, nth_clientapp: int = 2, timeout: float = 300.0
+) -> None:
+    """SIGKILL process `name` of `fed` while its `nth_clientapp`-th ClientApp runs.
+
+    Records `killed_at` (time.monotonic()) and `killed_wall` (time.time()) in
+    `stamp`; leaves `stamp` untouched if that ClientApp never started in `timeout`.
+    """
+    pid = fed.group.pids()[name]
+    # Count messages, not processes: one message's ClientApp can show up as more than one
+    # `flwr-clientapp` process (a launcher and its child), which made a pid count kill
+    # nodes during discovery. A message is a stretch of time with a ClientApp running.
+    messages, was_running = 0, False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        running = any("flwr-clientapp" in cmdline(p.pid) for p in descendants(pid, all_processes()))
+        if running and not was_running:
+            messages += 1
+        was_running = running
+        if running and messages >= nth_clientapp:
+            fed.group.kill(name, signal.SIGKILL)
+            stamp["killed_at"], stamp["killed_wall"] = time.monotonic(), time.time()
+            return
+        time.sleep(0.1)
