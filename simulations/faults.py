@@ -32,18 +32,23 @@ def kill_node_mid_round(
     `stamp`; leaves `stamp` untouched if that ClientApp never started in `timeout`.
     """
     pid = fed.group.pids()[name]
-    # Count messages, not processes: one message's ClientApp can show up as more than one
-    # `flwr-clientapp` process (a launcher and its child), which made a pid count kill
-    # nodes during discovery. A message is a stretch of time with a ClientApp running.
-    messages, was_running = 0, False
+    # Count messages, not processes: Flower's SuperExec launches each message's ClientApp
+    # with its own `--token`, and under load may launch one token twice (a retry), which
+    # made a pid count kill nodes during discovery. One token = one message.
+    seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        running = any("flwr-clientapp" in cmdline(p.pid) for p in descendants(pid, all_processes()))
-        if running and not was_running:
-            messages += 1
-        was_running = running
-        if running and messages >= nth_clientapp:
+        running = [launch_key(p.pid) for p in descendants(pid, all_processes())
+                   if "flwr-clientapp" in cmdline(p.pid)]
+        seen += [key for key in running if key not in seen]
+        if len(seen) >= nth_clientapp and seen[nth_clientapp - 1] in running:
             fed.group.kill(name, signal.SIGKILL)
             stamp["killed_at"], stamp["killed_wall"] = time.monotonic(), time.time()
             return
         time.sleep(0.1)
+
+
+def launch_key(pid: int) -> str:
+    """The `--token` a ClientApp was launched with (its message), else its pid."""
+    args = cmdline(pid).split()
+    return args[args.index("--token") + 1] if "--token" in args[:-1] else f"pid:{pid}"
