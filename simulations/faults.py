@@ -38,9 +38,9 @@ def kill_node_mid_round(
     seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        running = [launch_key(p.pid) for p in descendants(pid, all_processes())
-                   if "flwr-clientapp" in cmdline(p.pid)]
-        seen += [key for key in running if key not in seen]
+        commands = {p.pid: cmdline(p.pid) for p in descendants(pid, all_processes())}
+        running = {launch_key(cmd, child) for child, cmd in commands.items() if "flwr-clientapp" in cmd}
+        seen += sorted(running - set(seen))  # a set: two processes of one launch count once
         if len(seen) >= nth_clientapp and seen[nth_clientapp - 1] in running:
             fed.group.kill(name, signal.SIGKILL)
             stamp["killed_at"], stamp["killed_wall"] = time.monotonic(), time.time()
@@ -48,7 +48,7 @@ def kill_node_mid_round(
         time.sleep(0.1)
 
 
-def launch_key(pid: int) -> str:
+def launch_key(command: str, pid: int) -> str:
     """The `--token` a ClientApp was launched with (its message), else its pid."""
-    args = cmdline(pid).split()
+    args = command.split()
     return args[args.index("--token") + 1] if "--token" in args[:-1] else f"pid:{pid}"

@@ -65,12 +65,14 @@ def run_in_process(job: Job, num_nodes: int, *, ray_address: str | None = None,
 
 def round_line(record: dict[str, Any], total: int) -> str:
     phase = record.get("phase", "train")
-    # Multi-phase workflows (LIRF, FedSA) number their phases after the training rounds.
-    parts = [f"round {record['round']}/{total}" if phase == "train" else f"{phase} (step {record['round']})"]
     if "stage" in record:  # multi-stage methods: rounds run on across stages
         # `last_round` comes with live progress only; a deploy follows metrics.jsonl without it.
         last = f"/{record['last_round']}" if "last_round" in record else ""
         parts = [f"stage {record['stage']}: round {record['round']}{last}"]
+    elif phase == "train":
+        parts = [f"round {record['round']}/{total}"]
+    else:  # multi-phase workflows (LIRF, FedSA) number their phases after the training rounds
+        parts = [f"{phase} (step {record['round']})"]
     for key in ("accuracy", "loss", "train_loss"):
         if isinstance(record.get(key), float):
             parts.append(f"{key} {record[key]:.4f}")
