@@ -15,17 +15,14 @@ Bands per run (issue 4; `pass` = every band of every run):
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from simulations.bench_runs import simulate_scenario
+
 DEFAULT_SEEDS = (0, 1, 2)
 CLASS_SETS = ("0,1,2", "4,5")
 DEP_MAX, PRE_DROP_MAX, H_MIN = 0.30, 0.02, 0.78
@@ -37,17 +34,8 @@ _EPS = 1e-9
 
 def simulate(seed: int, classes: str, run_dir: Path, extra: Iterable[str] = ()) -> dict[str, Any]:
     """One `fedvault simulate lirf` run in a subprocess; its summary (or an "error")."""
-    sets = [arg for item in [f"lirf.deposit-classes={classes}", *extra] for arg in ("--set", item)]
-    cmd = [sys.executable, "-m", "simulations.cli", "simulate", "lirf", "--out", str(run_dir),
-           "--seed", str(seed), *sets]
-    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
-           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
-                          check=False)  # a failed run is reported, not raised
-    summary_path = run_dir / "summary.json"
-    if proc.returncode != 0 or not summary_path.is_file():
-        return {"error": f"exit {proc.returncode}: {(proc.stdout + proc.stderr)[-1500:]}"}
-    return json.loads(summary_path.read_text())
+    return simulate_scenario("lirf", seed, run_dir, [f"lirf.deposit-classes={classes}", *extra],
+                             timeout=1800)
 
 
 def bands(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
