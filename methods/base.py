@@ -75,6 +75,10 @@ class Stage:
     """Server rounds of this stage; None: the federation's num-server-rounds."""
     init_from: str | None = None
     """Start from the final global arrays of this earlier stage (else a fresh model)."""
+    average_changed_only: bool = False
+    """FedAvg each array over only the replies that changed it (server/stages.py): for
+    stages where each client trains its own part of the model (one sub-model per client),
+    so the others' unchanged copies do not dilute the owner's update. Needs fedavg."""
 
 
 @dataclass

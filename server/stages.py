@@ -17,7 +17,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+from flwr.serverapp.strategy import FedAvg
+
 from methods.base import Method, RunSpec, Stage, StageResult
+from protos.records import from_array_record, to_array_record
 from server.federation import Federation
 from server.rounds import Progress, run_rounds, save_state
 from server.run_dir import RunDirectory
@@ -34,6 +38,61 @@ class _StageRun:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._run, name)
+
+
+def average_changed(global_arrays: dict[str, np.ndarray],
+                    updates: list[tuple[dict[str, np.ndarray], float]]) -> dict[str, np.ndarray]:
+    """Each array's example-weighted mean over the updates that changed it (else unchanged).
+
+    With one sub-model per client, plain FedAvg would average its owner's update with the
+    other clients' untouched copies (moving it by n_k/N of the update per round).
+    """
+    out = {}
+    for key, ref in global_arrays.items():
+        changed = [(a[key], n) for a, n in updates if not np.array_equal(a[key], ref)]
+        if not changed:
+            out[key] = ref
+        elif not np.issubdtype(ref.dtype, np.floating):
+            out[key] = changed[0][0]
+        else:
+            total = sum(n for _, n in changed)
+            mean = sum(a.astype(np.float64) * (n / total) for a, n in changed)
+            out[key] = np.asarray(mean, dtype=ref.dtype)
+    return out
+
+
+class ChangedArraysFedAvg(FedAvg):
+    """FedAvg whose arrays are `average_changed` of the round's replies (Stage.average_changed_only)."""
+
+    def configure_train(self, server_round, arrays, config, grid):
+        self._global = from_array_record(arrays)  # what "unchanged" means this round
+        return super().configure_train(server_round, arrays, config, grid)
+
+    def aggregate_train(self, server_round, replies):
+        replies = list(replies)
+        arrays, metrics = super().aggregate_train(server_round, replies)
+        if arrays is not None:
+            updates = [(from_array_record(r.content[self.arrayrecord_key]),
+                        float(r.content["metrics"][self.weighted_by_key])) for r in replies if not r.has_error()]
+            arrays = to_array_record(average_changed(self._global, updates))
+        return arrays, metrics
+
+
+class _ChangedOnlyMethod:
+    """The method as an `average_changed_only` stage sees it: its strategy is ChangedArraysFedAvg."""
+
+    def __init__(self, method: Method) -> None:
+        self._method = method
+
+    def strategy(self, spec: RunSpec) -> ChangedArraysFedAvg:
+        if spec.federation.aggregation != "fedavg":
+            raise ValueError(f"a stage with average_changed_only needs aggregation fedavg, "
+                             f"not {spec.federation.aggregation!r}")
+        return ChangedArraysFedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1,
+                                   min_evaluate_nodes=0, min_available_nodes=1)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._method, name)
 
 
 def check_stages(stages: list[Stage]) -> None:
@@ -90,5 +149,6 @@ def _run_one(fed: Federation, method: Method, spec: RunSpec, stage: Stage, run: 
         state["stage_history"][stage.name].append({**rec, "stage": stage.name})
         progress({**rec, "stage": stage.name, "last_round": last})
 
-    figures = run_rounds(fed, method, stage_spec, _StageRun(run, stage.name), state, record)
+    stage_method = _ChangedOnlyMethod(method) if stage.average_changed_only else method
+    figures = run_rounds(fed, stage_method, stage_spec, _StageRun(run, stage.name), state, record)
     return {k: v for k, v in figures.items() if k not in ("accuracy", "loss")}

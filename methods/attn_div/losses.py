@@ -86,3 +86,11 @@ def attention_diversity(features: torch.Tensor) -> torch.Tensor:
     hist = peaks.sum(dim=1) / active.sum(dim=1, keepdim=True).clamp_min(1.0)
     entropy = -(hist * hist.clamp_min(1e-12).log()).sum(dim=1)
     return entropy / torch.log(torch.tensor(float(h * w)))
+
+
+def attention_entropy(features: torch.Tensor) -> torch.Tensor:
+    """Entropy of the spatial attention a(x) = mean_c softmax_{HW}(F_c), normalised to [0, 1]
+    (notes/methods.md §2(d) claim 2, first reading: "entropy of a_5"). N×C×H×W → N."""
+    a = spatial_attention(features)                              # N×P, sums to 1
+    entropy = -(a * a.clamp_min(1e-12).log()).sum(dim=1)
+    return entropy / torch.log(torch.tensor(float(a.size(1))))

@@ -2,13 +2,14 @@
 Meng, Li, Xie, Wang, Pu, Chen, Li, Yuan. ECCV 2022, arXiv:2210.04206.
 
 Losses (losses.py): Intra stage L_cls + L_intra (Eq. 2–4); I2 stage L_cls + L_intra +
-L_inter with L_inter = 200·L_dir − L_dvr (Eq. 5–7, the official code's weights and sign).
+L_inter with L_inter = w_dir·L_dir − L_dvr (Eq. 5–7, the official code's sign; code w_dir = 200).
 
 Federated mapping (notes/methods.md §2(e)): every client holds one source domain; the
 held-out target domain is never trained on and is the server's test set. Per
 leave-one-domain-out split the scenario runs these FedAvg stages over the same nodes:
 
-  domains-t      the K domain models: client k trains only domain model k (Intra-ADR)
+  domains-t      the K domain models: client k trains only domain model k (Intra-ADR);
+                 each is averaged over its owner alone (Stage.average_changed_only)
   erm-warm-t     ERM + MixStyle, `warm_rounds` at lr          ─┐ identical schedules:
   erm-t          ... then `final_rounds` at lr·1/16             │ warm at lr, then
   intra-warm-t   Intra-ADR, `warm_rounds` at lr                 │ final rounds at lr/16
@@ -37,6 +38,7 @@ from methods.attn_div.domains import DOMAIN_NAMES, render_domain
 from methods.attn_div.losses import (
     adr_classification_loss,
     attention_diversity,
+    attention_entropy,
     inter_adr_loss,
     inter_adr_terms,
     intra_adr_loss,
@@ -149,8 +151,10 @@ class AttentionDiversification(Method):
         for t in cfg.splits:
             split = {"target_domain": t}
             out += [
+                # domain model k is exactly what its owner trained: the others' untouched copies
+                # are left out of its average (plain FedAvg would move it by 1/K of each update)
                 Stage(f"domains-{t}", {**split, "variant": "domains", "local_epochs": cfg.domain_local_epochs},
-                      rounds=cfg.domain_rounds),
+                      rounds=cfg.domain_rounds, average_changed_only=True),
                 Stage(f"erm-warm-{t}", {**split, "variant": "erm"}, cfg.warm_rounds, f"domains-{t}"),
                 Stage(f"erm-{t}", {**split, **low, "variant": "erm"}, cfg.final_rounds, f"erm-warm-{t}"),
                 Stage(f"intra-warm-{t}", {**split, "variant": "intra"}, cfg.warm_rounds, f"domains-{t}"),
@@ -167,6 +171,7 @@ class AttentionDiversification(Method):
             splits[DOMAIN_NAMES[t]] = {
                 "target_accuracy": {v: f["accuracy"] for v, f in final.items()},
                 "attention_diversity": {v: f["attention_diversity"] for v, f in final.items()},
+                "attention_entropy": {v: f["attention_entropy"] for v, f in final.items()},
                 "domain_models_accuracy": self._domain_model_accuracies(
                     spec, t, results[f"domains-{t}"].arrays),
             }
@@ -197,11 +202,13 @@ class AttentionDiversification(Method):
 def evaluate_net(net: ADRNet, dataset: ArrayDataset) -> dict[str, float]:
     net.eval()
     x, y = torch.tensor(dataset.x), torch.tensor(dataset.y)
-    loss = correct = diversity = 0.0
+    loss = correct = diversity = entropy = 0.0
     for start in range(0, len(y), 500):
         out = net.forward_all(x[start:start + 500], mix=False)
         target = y[start:start + 500]
         loss += F.cross_entropy(out.logits, target, reduction="sum").item()
         correct += (out.logits.argmax(1) == target).sum().item()
         diversity += attention_diversity(out.stage_maps[-1]).sum().item()
-    return {"accuracy": correct / len(y), "loss": loss / len(y), "attention_diversity": diversity / len(y)}
+        entropy += attention_entropy(out.stage_maps[-1]).sum().item()
+    return {"accuracy": correct / len(y), "loss": loss / len(y), "attention_diversity": diversity / len(y),
+            "attention_entropy": entropy / len(y)}

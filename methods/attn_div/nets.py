@@ -2,9 +2,9 @@
 shared classifier W (Meng et al., ECCV 2022, arXiv:2210.04206, §3.2–3.3; official code
 `models/resnet_ms_adr.py`), plus the bank of K frozen domain models that L_inter needs.
 
-Shapes at the defaults (image 16, widths 16-32-48-64: half the note's CNN, for CPU time):
-  x 3×16×16 → block1 16×8×8 → MixStyle → block2 32×4×4 → MixStyle → block3 48×4×4
-  → block4 = F 64×4×4;  y_ce = W·GAP(F);  E(F) = ReLU(IN(ConvT_2×2,s2(F))) 64×8×8;
+Shapes at the defaults (image 16, widths 32-64-96-128: the note's CNN):
+  x 3×16×16 → block1 32×8×8 → MixStyle → block2 64×4×4 → MixStyle → block3 96×4×4
+  → block4 = F 128×4×4;  y_ce = W·GAP(F);  E(F) = ReLU(IN(ConvT_2×2,s2(F))) 128×8×8;
   y_adr = W·GAP(E(F)).
 """
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 SHORT = ["attn-div.splits=3", "attn-div.domain-rounds=1", "attn-div.warm-rounds=1",
          "attn-div.final-rounds=1", "attn-div.train-per-domain=64", "attn-div.test-per-domain=100",
-         "attn-div.local-epochs=1"]
+         "attn-div.local-epochs=1", "attn-div.domain-local-epochs=1"]
 STAGES = ["domains-3", "erm-warm-3", "erm-3", "intra-warm-3", "intra-3", "i2adr-3"]
 
 

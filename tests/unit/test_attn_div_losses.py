@@ -8,6 +8,7 @@ import torch
 from methods.attn_div.losses import (
     adr_classification_loss,
     attention_diversity,
+    attention_entropy,
     inter_adr_loss,
     inter_adr_terms,
     intra_adr_loss,
@@ -86,6 +87,14 @@ def test_attention_diversity_is_zero_for_one_peak_and_one_for_evenly_spread_peak
     assert attention_diversity(same).item() == pytest.approx(0.0)
     assert attention_diversity(spread).item() == pytest.approx(1.0)
     assert attention_diversity(dead).item() == pytest.approx(1.0)
+
+
+def test_attention_entropy_is_one_for_a_flat_map_and_matches_a_hand_computed_peak():
+    flat = torch.zeros(1, 3, 2, 2)                      # every softmax is uniform over 4 positions
+    peaked = _maps([LN3, 0.0], [LN3, 0.0])              # a = [0.75, 0.25] over 2 positions
+    expected = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) / math.log(2.0)
+    assert attention_entropy(flat).item() == pytest.approx(1.0)
+    assert attention_entropy(peaked).item() == pytest.approx(expected)
 
 
 def test_mixstyle_keeps_a_batch_of_one_style_and_is_off_at_p_zero():

@@ -63,3 +63,5 @@ def test_stages_give_erm_intra_and_i2_the_same_schedule_per_split():
             assert final.rounds == 2 and final.overrides["target_domain"] == t
             assert final.overrides["lr"] == pytest.approx(spec.method.lr / 16)
         assert stages[f"erm-warm-{t}"].rounds == stages[f"intra-warm-{t}"].rounds == 3
+        # only the domain-model stage averages each domain model over its owner alone
+        assert [n for n, s in stages.items() if s.average_changed_only and n.endswith(f"-{t}")] == [f"domains-{t}"]
