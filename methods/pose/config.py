@@ -22,7 +22,11 @@ class PoseConfig(LocalTrainingConfig):
     optimizer: str = "adam"
     """Local optimizer of the shared loop: "adam" (the design's) or "sgd"."""
     lr: float = 2e-3
-    """Adam learning rate."""
+    """Adam learning rate at the start of a stage (the peak of the cosine schedule)."""
+    schedule_steps: int = 0
+    """Local steps over which the lr falls from `lr` to 0 on a cosine (the note's "Adam
+    2e-3 cosine"); every round uses the value at its middle step. 0: the whole stage
+    (`PoseMethod.stages` fills in rounds × local steps per round)."""
     batch_size: int = 16
     """Images per local mini-batch."""
     centers: str = "dual"
@@ -34,7 +38,7 @@ class PoseConfig(LocalTrainingConfig):
     scale_max: float = 1.5
     """Upper end of the multi-scale training factor s."""
     images_per_camera: int = 48
-    """Procedural training images held by each camera (node); the scenario uses 400."""
+    """Procedural training images held by each camera (node); the scenario uses 2400."""
     train_height_min: float = 12.0
     """Smallest person height (pixels) any camera records; cameras split [min, max] by scale."""
     train_height_max: float = 40.0
@@ -53,6 +57,10 @@ class PoseConfig(LocalTrainingConfig):
     """λ: weight of the scale-normalised smooth-L1 offset loss (at 1, the heatmap term
     dominates and the offsets stay untrained: AP50 0.01 vs 0.29 at 100 after 300 steps of a
     non-federated pilot, methods/pose/README.md)."""
+    min_limb_width: float = 0.0
+    """Thinnest limb drawn (pixels); limbs are 0.06·h wide above it. 0: width ∝ h at every
+    size, so a person drawn small looks like a large one shrunk, as in a camera (the
+    renderer's default floor, 0.9 px, gives people under 15 px a 15 px person's limbs)."""
     peak_threshold: float = 0.15
     """Center-heatmap peaks below this value are not candidates."""
     nms_oks: float = 0.25
@@ -73,5 +81,7 @@ class PoseConfig(LocalTrainingConfig):
             raise ConfigError("pose.train-height-min must be in (0, train-height-max]")
         if not 0 < self.test_height_min <= self.test_height_max:
             raise ConfigError("pose.test-height-min must be in (0, test-height-max]")
+        if self.schedule_steps < 0 or self.min_limb_width < 0:
+            raise ConfigError("pose.schedule-steps and pose.min-limb-width must be >= 0")
         if self.images_per_camera < 1 or self.test_images < 1 or not self.test_scales:
             raise ConfigError("pose.images-per-camera, test-images and test-scales must be >= 1")

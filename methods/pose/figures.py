@@ -88,8 +88,13 @@ def _background(rng: np.random.Generator) -> np.ndarray:
 
 
 def render_image(rng: np.random.Generator, height_range: tuple[float, float],
+                 min_width: float = 0.9,
                  ) -> tuple[np.ndarray, list[tuple[float, np.ndarray, np.ndarray]]]:
-    """One image (3×64×64 in [0,1]) and its people [(h, keypoints 14×2, visible 14)]."""
+    """One image (3×64×64 in [0,1]) and its people [(h, keypoints 14×2, visible 14)].
+
+    Limbs are max(min_width, 0.06·h) pixels wide (anti-aliased coverage, so sub-pixel
+    widths are drawn faint); 0 keeps width ∝ h at every size.
+    """
     image = _background(rng)
     people = []
     lo, hi = np.log(height_range[0]), np.log(height_range[1])
@@ -98,7 +103,7 @@ def render_image(rng: np.random.Generator, height_range: tuple[float, float],
         pose = random_pose(h, rng)
         pose += rng.uniform(4, SIZE - 4, size=2) - pose.mean(0)  # the body's middle in frame
         colour = rng.uniform(0.55, 1.0, size=3) * rng.permutation([1.0, rng.uniform(0.2, 1), 0.2])
-        width = max(0.9, 0.06 * h)
+        width = max(min_width, 0.06 * h)
         window = _window(pose, 0.12 * h + width + 1)
         xs, ys = _grid(window)
         cover = _head_coverage(pose[:2].mean(0), h, xs, ys)
@@ -131,12 +136,13 @@ def unpack(planes):
     return rows[..., 0] > 0.5, rows[..., 1], keypoints, rows[..., 2 + 2 * NUM_KEYPOINTS:] > 0.5
 
 
-def make_images(count: int, height_range: tuple[float, float], seed: int) -> np.ndarray:
+def make_images(count: int, height_range: tuple[float, float], seed: int,
+                min_width: float = 0.9) -> np.ndarray:
     """`count` packed samples (N×4×64×64 float32): image channels centred on 0, then annotations."""
     rng = np.random.default_rng(seed)
     out = np.empty((count, 4, SIZE, SIZE), np.float32)
     for i in range(count):
-        image, people = render_image(rng, height_range)
+        image, people = render_image(rng, height_range, min_width)
         out[i, :3] = (image - 0.5) / 0.25
         out[i, 3] = pack(people)
     return out

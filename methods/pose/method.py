@@ -18,6 +18,7 @@ dual + single-scale training, whose final model is also tested at 3 scales.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,9 @@ def camera_heights(hmin: float, hmax: float, camera: int, cameras: int) -> tuple
 
 
 @functools.lru_cache(maxsize=2)
-def _camera_images(cameras: int, count: int, hmin: float, hmax: float, seed: int) -> ArrayDataset:
-    parts = [make_images(count, camera_heights(hmin, hmax, c, cameras), seed * 1009 + c)
+def _camera_images(cameras: int, count: int, hmin: float, hmax: float, seed: int,
+                   min_width: float) -> ArrayDataset:
+    parts = [make_images(count, camera_heights(hmin, hmax, c, cameras), seed * 1009 + c, min_width)
              for c in range(cameras)]
     x = np.concatenate(parts)
     x.flags.writeable = False  # shared by every caller in this process
@@ -62,10 +64,15 @@ def _camera_images(cameras: int, count: int, hmin: float, hmax: float, seed: int
 
 
 @functools.lru_cache(maxsize=2)
-def _test_images(count: int, hmin: float, hmax: float) -> ArrayDataset:
-    x = make_images(count, (hmin, hmax), TEST_SEED)
+def _test_images(count: int, hmin: float, hmax: float, min_width: float) -> ArrayDataset:
+    x = make_images(count, (hmin, hmax), TEST_SEED, min_width)
     x.flags.writeable = False
     return ArrayDataset(x, np.zeros(count, np.int64), 1, "pose-test")
+
+
+def steps_per_round(cfg: PoseConfig) -> int:
+    """Local steps a camera takes per round (the shared loop keeps the last short batch)."""
+    return cfg.local_epochs * math.ceil(cfg.images_per_camera / cfg.batch_size)
 
 
 def batch_people(planes: torch.Tensor) -> People:
@@ -127,7 +134,8 @@ class PoseMethod(Method):
     def train_dataset(self, spec: RunSpec) -> ArrayDataset:
         cfg = spec.method
         return _camera_images(spec.federation.num_clients, cfg.images_per_camera,
-                              cfg.train_height_min, cfg.train_height_max, spec.federation.seed)
+                              cfg.train_height_min, cfg.train_height_max, spec.federation.seed,
+                              cfg.min_limb_width)
 
     def node_partition(self, spec: RunSpec, labels: np.ndarray,
                        num_partitions: int) -> list[np.ndarray]:
@@ -136,11 +144,23 @@ class PoseMethod(Method):
 
     def test_dataset(self, spec: RunSpec) -> ArrayDataset:
         cfg = spec.method
-        return _test_images(cfg.test_images, cfg.test_height_min, cfg.test_height_max)
+        return _test_images(cfg.test_images, cfg.test_height_min, cfg.test_height_max,
+                            cfg.min_limb_width)
+
+    def local_lr(self, model: nn.Module, spec: RunSpec) -> float:
+        """The cosine schedule at this round's middle step (the shared loop keeps one lr
+        per round); the round's start is the clients' averaged step count."""
+        cfg = spec.method
+        if cfg.schedule_steps == 0:
+            return cfg.lr
+        middle = float(model.local_steps) + steps_per_round(cfg) / 2
+        progress = min(middle / cfg.schedule_steps, 1.0)
+        return cfg.lr * max(0.5 * (1 + math.cos(math.pi * progress)), 1e-3)  # Adam needs lr > 0
 
     def train_step(self, model: nn.Module, batch: tuple, spec: RunSpec) -> torch.Tensor:
         cfg = spec.method
         x, _ = batch
+        model.local_steps += 1
         image, people = x[:, :3], batch_people(x[:, 3])
         if cfg.multiscale_train:
             image, people = random_rescale(image, people, cfg.scale_min, cfg.scale_max)
@@ -156,7 +176,10 @@ class PoseMethod(Method):
 
     # --- the claims' comparison, federated (workflow "stages") -------------------
     def stages(self, spec: RunSpec) -> list[Stage]:
-        return [Stage(name, overrides) for name, overrides in STAGES.items()]
+        cfg = spec.method
+        horizon = cfg.schedule_steps or spec.federation.num_server_rounds * steps_per_round(cfg)
+        return [Stage(name, {**overrides, "schedule_steps": horizon})
+                for name, overrides in STAGES.items()]
 
     def summarize(self, spec: RunSpec, results: Mapping[str, StageResult],
                   out_dir: Path) -> dict[str, Any]:

@@ -39,6 +39,9 @@ class DualCenterNet(nn.Module):
         self.dec2 = conv_block(w3 + w2, w2, pool=False)  # 16×16
         self.dec1 = conv_block(w2 + w1, w1, pool=False)  # 32×32
         self.head = nn.Conv2d(w1, len(CENTER_KINDS) * CHANNELS_PER_CENTER, 1)
+        # Local steps taken by the clients, averaged by FedAvg like every tensor: the
+        # position in the stage's cosine lr schedule (PoseMethod.local_lr).
+        self.register_buffer("local_steps", torch.zeros(()))
 
     def forward(self, image: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
         f1 = self.stem(image)  # N×w1×H/2×W/2

@@ -32,3 +32,15 @@ def test_annotations_survive_packing_beside_the_image():
     for p, (_, pose, vis) in enumerate(people):
         np.testing.assert_allclose(joints[0, p], pose, rtol=1e-6)
         assert visible[0, p].tolist() == vis.tolist()
+
+
+def test_limb_width_floor_changes_only_people_under_15_px():
+    from methods.pose.figures import render_image
+
+    def draw(heights, floor):
+        return render_image(np.random.default_rng(4), heights, floor)[0]
+
+    # 0.06·h ≥ 0.9 from h = 15 px: above it the floor draws nothing different
+    np.testing.assert_array_equal(draw((20.0, 30.0), 0.9), draw((20.0, 30.0), 0.0))
+    # below it the limbs are thinner, so some pixels change visibly
+    assert (np.abs(draw((6.0, 9.0), 0.0) - draw((6.0, 9.0), 0.9)) > 0.05).sum() > 5
