@@ -45,21 +45,27 @@ def _register_builtin() -> None:
     # One line per method; keep sorted.
     from methods.askac.method import AskAC
     from methods.attn_div.method import AttentionDiversification
+    from methods.avatargen.method import AvatarGen
+    from methods.dynast.method import DynaST
     from methods.fedavg.method import FedAvgMethod
     from methods.fedsa.method import FedSAMethod
     from methods.hscl.method import HSCL
     from methods.lirf.method import LIRF
     from methods.ltl.method import LTL
     from methods.pose.method import PoseMethod
+    from methods.style_gnn.method import StyleGNN
 
     register(AskAC())
     register(AttentionDiversification())
+    register(AvatarGen())
+    register(DynaST())
     register(FedAvgMethod())
     register(FedSAMethod())
     register(HSCL())
     register(LIRF())
     register(LTL())
     register(PoseMethod())
+    register(StyleGNN())
 
 
 _register_builtin()

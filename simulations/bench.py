@@ -31,6 +31,9 @@ BENCHES: dict[str, str] = {
     "ltl": "simulations.bench_ltl:run",
     "attn-div": "simulations.bench_attn_div:run",
     "pose": "simulations.bench_pose:run",
+    "dynast": "simulations.bench_dynast:run",
+    "avatargen": "simulations.bench_avatargen:run",
+    "style-gnn": "simulations.bench_style_gnn:run",
 }
 
 
