@@ -58,6 +58,13 @@ class LocalTrainingConfig:
             )
 
 
+STRATEGY_SAMPLING: dict[str, Any] = {"fraction_train": 1.0, "fraction_evaluate": 0.0,
+                                      "min_train_nodes": 1, "min_evaluate_nodes": 0,
+                                      "min_available_nodes": 1}
+"""Settings of every Flower strategy: the server's seeded sampler (server/federation.py)
+picks the nodes, so the strategy samples all it is given and its own minimums are 1."""
+
+
 @dataclass(frozen=True)
 class Stage:
     """One federated training run inside a multi-stage method (server/stages.py).
@@ -340,8 +347,7 @@ class Method(ABC):
         from flwr.serverapp import strategy as flwr_strategy
 
         fed = spec.federation
-        common = dict(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1,
-                      min_evaluate_nodes=0, min_available_nodes=1)
+        common = STRATEGY_SAMPLING
         if fed.aggregation == "krum":
             return flwr_strategy.Krum(num_malicious_nodes=fed.byzantine_nodes, **common)
         if fed.aggregation == "median":

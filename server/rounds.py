@@ -88,10 +88,13 @@ def run_rounds(
     run: RunDirectory,
     state: dict[str, Any],
     progress: Progress,
+    strategy: Any = None,
 ) -> dict[str, Any]:
-    """Run rounds `state["round"]+1 .. R`; returns the final summary figures."""
+    """Run rounds `state["round"]+1 .. R`; returns the final summary figures.
+
+    `strategy` replaces the method's own (a stage that aggregates its own way)."""
     hooks = round_hooks(fed, method, spec, run, state)
-    strategy = hooks.wrap_strategy(method.strategy(spec))
+    strategy = hooks.wrap_strategy(strategy or method.strategy(spec))
     evaluate = GlobalEvaluator(method, spec)
     arrays: dict[str, np.ndarray] = state["arrays"]
     max_bytes = int(MAX_UPDATE_FACTOR * sum(a.nbytes for a in arrays.values())) + 4096

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from flwr.serverapp.strategy import FedAvg
 
-from methods.base import Method, RunSpec, Stage, StageResult
+from methods.base import STRATEGY_SAMPLING, Method, RunSpec, Stage, StageResult
 from protos.records import from_array_record, to_array_record
 from server.federation import Federation
 from server.rounds import Progress, run_rounds, save_state
@@ -78,21 +78,12 @@ class ChangedArraysFedAvg(FedAvg):
         return arrays, metrics
 
 
-class _ChangedOnlyMethod:
-    """The method as an `average_changed_only` stage sees it: its strategy is ChangedArraysFedAvg."""
-
-    def __init__(self, method: Method) -> None:
-        self._method = method
-
-    def strategy(self, spec: RunSpec) -> ChangedArraysFedAvg:
-        if spec.federation.aggregation != "fedavg":
-            raise ValueError(f"a stage with average_changed_only needs aggregation fedavg, "
-                             f"not {spec.federation.aggregation!r}")
-        return ChangedArraysFedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1,
-                                   min_evaluate_nodes=0, min_available_nodes=1)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._method, name)
+def changed_arrays_strategy(spec: RunSpec) -> ChangedArraysFedAvg:
+    """The strategy of an `average_changed_only` stage (it is a FedAvg, so only with fedavg)."""
+    if spec.federation.aggregation != "fedavg":
+        raise ValueError(f"a stage with average_changed_only needs aggregation fedavg, "
+                         f"not {spec.federation.aggregation!r}")
+    return ChangedArraysFedAvg(**STRATEGY_SAMPLING)
 
 
 def check_stages(stages: list[Stage]) -> None:
@@ -149,6 +140,7 @@ def _run_one(fed: Federation, method: Method, spec: RunSpec, stage: Stage, run: 
         state["stage_history"][stage.name].append({**rec, "stage": stage.name})
         progress({**rec, "stage": stage.name, "last_round": last})
 
-    stage_method = _ChangedOnlyMethod(method) if stage.average_changed_only else method
-    figures = run_rounds(fed, stage_method, stage_spec, _StageRun(run, stage.name), state, record)
+    strategy = changed_arrays_strategy(stage_spec) if stage.average_changed_only else None
+    figures = run_rounds(fed, method, stage_spec, _StageRun(run, stage.name), state, record,
+                         strategy)
     return {k: v for k, v in figures.items() if k not in ("accuracy", "loss")}
