@@ -32,6 +32,7 @@ from methods.avatargen.data import (
 )
 from methods.avatargen.render import project
 from methods.common.datasets import ArrayDataset
+from methods.common.images import save_grid
 
 EVAL_Z_SEED = 7  # one z per target pose, the same for every variant and round
 REGRESSOR_TRAIN, REGRESSOR_TEST = 600, 150
@@ -121,19 +122,6 @@ def keypoint_errors(models: dict[str, nn.Module], targets: ArrayDataset, cfg,
     return errors, own
 
 
-def _to_uint8(images: np.ndarray) -> np.ndarray:
-    return (images.clip(0, 1) * 255).astype(np.uint8)
-
-
-def _save_grid(rows: list[np.ndarray], path: Path, scale: int = 4) -> None:
-    """rows: each (N, H, W, 3) in [0, 1] → one PNG, rows stacked, nearest upscaling."""
-    from PIL import Image
-
-    grid = np.concatenate([np.concatenate(list(r), 1) for r in rows], 0)
-    image = Image.fromarray(_to_uint8(grid))
-    image.resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
-
-
 @torch.no_grad()
 def example_images(models: dict[str, nn.Module], targets: ArrayDataset, real: ArrayDataset,
                    out: Path, count: int = 8) -> None:
@@ -147,7 +135,7 @@ def example_images(models: dict[str, nn.Module], targets: ArrayDataset, real: Ar
         rgb = ((r["image"] + 1) / 2).permute(0, 2, 3, 1).numpy()
         depth = (r["surface"] / 1.6).numpy()
         depth = np.where(r["opacity"].numpy() > 0.5, depth, 1.0)
-        _save_grid([proxy, rgb, np.repeat(depth[..., None], 3, -1)], out / f"{name}.png")
+        save_grid([proxy, rgb, np.repeat(depth[..., None], 3, -1)], out / f"{name}.png", scale=4)
     picks = np.linspace(0, len(real) - 1, 2 * count).astype(int)
     images = ((real.x[picks, :3] + 1) / 2).transpose(0, 2, 3, 1)
-    _save_grid([images[:count], images[count:]], out / "real.png")
+    save_grid([images[:count], images[count:]], out / "real.png", scale=4)

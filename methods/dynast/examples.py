@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from methods.common.datasets import ArrayDataset
+from methods.common.images import save_grid
 from methods.dynast.dolls import NUM_LABELS, split_pair
 
 ROWS = 6
@@ -25,24 +26,17 @@ def _hwc(images: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def panels(model: nn.Module, pairs: torch.Tensor) -> np.ndarray:
-    """(rows·32, 5·32, 3) image: map | exemplar | warped exemplar | output | ground truth."""
+def panels(model: nn.Module, pairs: torch.Tensor) -> list[list[np.ndarray]]:
+    """One row per pair: map | exemplar | warped exemplar | output | ground truth (H×W×3)."""
     model.eval()
     out = model(pairs)
     x, s, r, _ = split_pair(pairs)
     columns = [PALETTE[s.argmax(1).numpy()], _hwc(r), _hwc(out.full_warp), _hwc(out.output), _hwc(x)]
-    rows = np.concatenate(columns, axis=2)  # (N, 32, 160, 3)
-    return rows.reshape(-1, rows.shape[2], 3)
+    return [list(row) for row in zip(*columns)]
 
 
 def write_examples(models: dict[str, nn.Module], test: ArrayDataset, folder: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a window
-    import matplotlib.pyplot as plt
-
     folder.mkdir(parents=True, exist_ok=True)
     pairs = torch.tensor(test.x[np.linspace(0, len(test) - 1, ROWS).astype(int)])
     for variant, model in models.items():
-        picture = np.kron(panels(model, pairs), np.ones((ZOOM, ZOOM, 1)))
-        plt.imsave(folder / f"{variant}.png", picture)
+        save_grid(panels(model, pairs), folder / f"{variant}.png", scale=ZOOM)
