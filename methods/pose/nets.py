@@ -30,7 +30,8 @@ def _down(c_in: int, c_out: int) -> nn.Sequential:
 class DualCenterNet(nn.Module):
     """64×64 image → per center kind (N×1×32×32 heat, N×28×32×32 offsets/h, N×1×32×32 log h)."""
 
-    def __init__(self, in_channels: int = 3, widths: tuple[int, int, int] = (24, 40, 56)) -> None:
+    def __init__(self, in_channels: int = 3, widths: tuple[int, int, int] = (24, 40, 56),
+                 head_width: int = 48) -> None:
         super().__init__()
         w1, w2, w3 = widths
         self.stem = nn.Sequential(conv_block(in_channels, 16, pool=False), _down(16, w1))
@@ -38,7 +39,13 @@ class DualCenterNet(nn.Module):
         self.enc3 = nn.Sequential(_down(w2, w3), conv_block(w3, w3, pool=False))  # 8×8
         self.dec2 = conv_block(w3 + w2, w2, pool=False)  # 16×16
         self.dec1 = conv_block(w2 + w1, w1, pool=False)  # 32×32
-        self.head = nn.Conv2d(w1, len(CENTER_KINDS) * CHANNELS_PER_CENTER, 1)
+        # A hidden 3×3 layer before the outputs (DEKR regresses offsets in a branch of
+        # its own): a 1×1 head had to read 60 outputs linearly off 24 features, and the
+        # offsets and log h were its bottleneck. Non-federated pilot, body + multi-scale,
+        # 1,500 steps, seed 0: small-person AP50 0.177 → 0.437, all sizes 0.419 → 0.558
+        # (README "Before/after").
+        self.head = nn.Sequential(nn.Conv2d(w1, head_width, 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(head_width, len(CENTER_KINDS) * CHANNELS_PER_CENTER, 1))
         # Local steps taken by the clients, averaged by FedAvg like every tensor: the
         # position in the stage's cosine lr schedule (PoseMethod.local_lr).
         self.register_buffer("local_steps", torch.zeros(()))
