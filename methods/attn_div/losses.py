@@ -84,13 +84,16 @@ def attention_diversity(features: torch.Tensor) -> torch.Tensor:
     active = (flat.amax(dim=2) > 0).float()                      # N×C
     peaks = F.one_hot(flat.argmax(dim=2), h * w).float() * active[..., None]
     hist = peaks.sum(dim=1) / active.sum(dim=1, keepdim=True).clamp_min(1.0)
-    entropy = -(hist * hist.clamp_min(1e-12).log()).sum(dim=1)
-    return entropy / torch.log(torch.tensor(float(h * w)))
+    return _normalised_entropy(hist)
 
 
 def attention_entropy(features: torch.Tensor) -> torch.Tensor:
     """Entropy of the spatial attention a(x) = mean_c softmax_{HW}(F_c), normalised to [0, 1]
     (notes/methods.md §2(d) claim 2, first reading: "entropy of a_5"). N×C×H×W → N."""
-    a = spatial_attention(features)                              # N×P, sums to 1
-    entropy = -(a * a.clamp_min(1e-12).log()).sum(dim=1)
-    return entropy / torch.log(torch.tensor(float(a.size(1))))
+    return _normalised_entropy(spatial_attention(features))       # N×P, sums to 1
+
+
+def _normalised_entropy(p: torch.Tensor) -> torch.Tensor:
+    """H(p) / log P of N distributions over P positions (N×P → N; 0·log 0 = 0)."""
+    entropy = -(p * p.clamp_min(1e-12).log()).sum(dim=1)
+    return entropy / torch.log(torch.tensor(float(p.size(1))))
