@@ -309,6 +309,15 @@ class Method(ABC):
         torch.manual_seed(spec.federation.seed)
         return self.shared_state(self.build_model(spec))
 
+    def stage_model(self, spec: RunSpec, name: str,
+                    results: Mapping[str, StageResult]) -> nn.Module:
+        """The final global model of stage `name` (built with that stage's overrides), in
+        eval mode: what `summarize` measures beyond the stage's own evaluation."""
+        stage = next(s for s in self.stages(spec) if s.name == name)
+        model = self.build_model(spec.for_stage(stage))
+        self.load_shared_state(model, results[name].arrays)
+        return model.eval()
+
     def summarize(self, spec: RunSpec, results: Mapping[str, StageResult],
                   out_dir: Path) -> dict[str, Any]:
         """The summary figures of a multi-stage run; may write figures (PNGs) to `out_dir`.

@@ -16,7 +16,6 @@ schedules, each from the same seeded initial weights:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +116,7 @@ class DynaST(Method):
         final = {v: results[v].final for v in VARIANTS}
         cascade, dense = final["cascade"], final["dense"]
         big = FINE_SIZES[-1]
-        models = {}
-        for variant in VARIANTS:
-            models[variant] = self.build_model(replace(spec, method=replace(spec.method, variant=variant)))
-            self.load_shared_state(models[variant], results[variant].arrays)
+        models = {variant: self.stage_model(spec, variant, results) for variant in VARIANTS}
         write_examples(models, self.test_dataset(spec), out_dir / "examples")
         return {
             "warp_l1": {v: final[v]["warp_l1"] for v in VARIANTS},

@@ -184,10 +184,7 @@ class PoseMethod(Method):
     def summarize(self, spec: RunSpec, results: Mapping[str, StageResult],
                   out_dir: Path) -> dict[str, Any]:
         dual, body, single = (results[name].final for name in STAGES)
-        single_spec = spec.for_stage(Stage("dual_single_scale", STAGES["dual_single_scale"]))
-        model = self.build_model(single_spec)
-        self.load_shared_state(model, results["dual_single_scale"].arrays)
-        model.eval()
+        model = self.stage_model(spec, "dual_single_scale", results)
         with torch.no_grad():
             multi = pose_figures(model, self.test_dataset(spec), model.decoding,
                                  spec.method.small_height, spec.method.test_scales)

@@ -13,7 +13,6 @@ how much the GNN's outputs change with the number of edges k.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 from statistics import fmean
@@ -98,9 +97,8 @@ class StyleGNN(Method):
         torch.set_num_threads(1)
         cfg = spec.method
         pairs = torch.tensor(self.test_dataset(spec).x)
-        adain_model = self._final_model(spec, "adain", results)
-        adain_figs, adain_out = _measure(adain_model, pairs)
-        gnn_model = self._final_model(spec, "gnn", results)
+        adain_figs, adain_out = _measure(self.stage_model(spec, "adain", results), pairs)
+        gnn_model = self.stage_model(spec, "gnn", results)
         by_k = {}
         for k in sorted(set(cfg.eval_ks) | {cfg.k}):
             gnn_model.k = k
@@ -124,12 +122,6 @@ class StyleGNN(Method):
             "test_pairs": len(pairs),
             "examples": "examples/grid.png",
         }
-
-    def _final_model(self, spec: RunSpec, stage: str, results: Mapping[str, StageResult]) -> nn.Module:
-        stage_spec = replace(spec, method=replace(spec.method, variant=stage))
-        model = self.build_model(stage_spec)
-        self.load_shared_state(model, results[stage].arrays)
-        return model.eval()
 
 
 @torch.no_grad()

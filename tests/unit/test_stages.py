@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from torch import nn
 
-from methods.base import Stage, parse_run_spec
+from methods.base import Stage, StageResult, parse_run_spec
 from methods.fedavg.method import FedAvgConfig, FedAvgMethod
 from methods.registry import _REGISTRY, register
 from server.runner import Job, run_job
@@ -118,3 +118,15 @@ def test_bad_stage_lists_are_refused():
         check_stages([Stage("a"), Stage("a")])
     with pytest.raises(ValueError, match="earlier stage"):
         check_stages([Stage("a", init_from="b"), Stage("b")])
+
+
+def test_stage_model_is_the_stage_s_final_model_built_with_its_overrides(monkeypatch):
+    method, spec = StagedToy(), parse_run_spec(FAST)
+    built_with = []
+    build = method.build_model
+    monkeypatch.setattr(method, "build_model", lambda s: built_with.append(s.method) or build(s))
+    arrays = {k: np.full_like(v, 0.5) for k, v in method.shared_state(build(spec)).items()}
+    model = method.stage_model(spec, "smooth", {"smooth": StageResult([], arrays)})
+    assert [c.smoothing for c in built_with] == [0.2]
+    assert not model.training
+    assert all(np.array_equal(v, arrays[k]) for k, v in method.shared_state(model).items())
