@@ -9,6 +9,11 @@ shows the receipt it has durably checkpointed (two-phase commit, server/lirf.py)
 At withdrawal the committed module is uploaded (a copy: the module stays until
 the server confirms the recovered model is committed, then it is released).
 
+The membership audit of D_r runs here too: the server sends its own test examples'
+losses (the non-members, its data); this node computes its members' losses and
+replies with the AUC, a ROC curve of at most MAX_ROC_POINTS points, D_r's accuracy
+and size. No per-sample value of D_r leaves the node.
+
 Storage: a directory when the node has one (node config `state-dir`, or
 `lirf.node-state-dir` for simulated nodes), written atomically and surviving a
 restart; otherwise Flower's per-node `context.state` (the run's lifetime).
@@ -34,9 +39,11 @@ from methods.base import RunSpec
 from methods.common.datasets import ArrayDataset
 from methods.lirf.data import deposit_indices
 from methods.lirf.method import arrays_of
-from methods.lirf.metrics import predictions
-from methods.lirf.protocol import (DEPOSIT_CLASSES, DEPOSIT_ID, DEPOSIT_REQUEST, MODULE_SHA256,
-                                   RECEIPT, SCORES, WITHDRAW_REQUEST)
+from methods.lirf.metrics import membership_auc, membership_roc, predictions
+from methods.lirf.protocol import (DEPOSIT_ACCURACY, DEPOSIT_CLASSES, DEPOSIT_ID,
+                                   DEPOSIT_REQUEST, MAX_ROC_POINTS, MIA_AUC, MODULE_SHA256,
+                                   NONMEMBER_LABELS, NONMEMBER_LOSSES, RECEIPT, ROC_FPR, ROC_TPR,
+                                   WITHDRAW_REQUEST)
 from methods.lirf.pruning import conv_sparsity, make_permanent
 from methods.lirf.withdraw import DEPOSIT, SHALLOW, module_sha256
 from methods.registry import get_method
@@ -236,20 +243,39 @@ def withdraw_commit_phase(spec: RunSpec, header: pb.RoundHeader, content: Record
 
 def audit_phase(spec: RunSpec, header: pb.RoundHeader, content: RecordDict,
                 context: Context) -> RecordDict:
-    """Per-sample losses of the given model on D_r (members of the MIA audit)."""
+    """The loss-threshold membership audit of the given model on D_r, run on this node.
+
+    Only aggregates leave: the AUC, a bounded ROC curve, D_r's accuracy and size."""
     torch.set_num_threads(1)
-    method = get_method(spec.method_name)
+    nonmember_losses, nonmember_labels = _nonmembers(content[CONFIG])  # before reading D_r
     _, d_r, classes = _deposit_set(spec, content, context)
-    arrays = from_array_record(content[ARRAYS])
-    if any(k.startswith(DEPOSIT) for k in arrays):  # a recovered model T̃
-        model = method.build_recovered(spec, arrays, classes)
-    else:
-        model = method.build_model(spec)
-        method.load_shared_state(model, arrays)
-    pred, losses = predictions(model, d_r.x, d_r.y)
-    scores = pb.AuditScores(round=header.round, kind="loss", member_scores=losses.tolist())
+    model = _audited_model(spec, from_array_record(content[ARRAYS]), classes)
+    pred, member_losses = predictions(model, d_r.x, d_r.y)
+    nonmembers = nonmember_losses[np.isin(nonmember_labels, classes)]  # never-seen, same classes
+    fpr, tpr = membership_roc(member_losses, nonmembers, max_points=MAX_ROC_POINTS)
     return RecordDict({
-        CONFIG: ConfigRecord({SCORES: encode(scores), DEPOSIT_CLASSES: [int(c) for c in classes]}),
-        METRICS: MetricRecord({"deposit-accuracy": float((pred == d_r.y).mean()),
-                               "num-examples": len(d_r)}),
+        CONFIG: ConfigRecord({DEPOSIT_CLASSES: [int(c) for c in classes]}),
+        METRICS: MetricRecord({
+            MIA_AUC: membership_auc(member_losses, nonmembers),
+            ROC_FPR: [float(v) for v in fpr], ROC_TPR: [float(v) for v in tpr],
+            DEPOSIT_ACCURACY: float((pred == d_r.y).mean()), "num-examples": len(d_r)}),
     })
+
+
+def _nonmembers(config: ConfigRecord) -> tuple[np.ndarray, np.ndarray]:
+    """The server's test losses and labels; a malformed request fails as a bad request."""
+    losses = np.asarray(config[NONMEMBER_LOSSES], dtype=np.float64)
+    labels = np.asarray(config[NONMEMBER_LABELS], dtype=np.int64)
+    if losses.ndim != 1 or losses.shape != labels.shape or not np.isfinite(losses).all():
+        raise ValueError(f"{NONMEMBER_LOSSES} must be finite and aligned with "
+                         f"{NONMEMBER_LABELS}")
+    return losses, labels
+
+
+def _audited_model(spec: RunSpec, arrays: dict[str, np.ndarray], classes) -> torch.nn.Module:
+    method = get_method(spec.method_name)
+    if any(k.startswith(DEPOSIT) for k in arrays):  # a recovered model T̃
+        return method.build_recovered(spec, arrays, classes)
+    model = method.build_model(spec)
+    method.load_shared_state(model, arrays)
+    return model

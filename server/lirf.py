@@ -4,7 +4,9 @@ Ye et al., "Learning with Recoverable Forgetting", ECCV 2022, arXiv:2207.08224;
 message flow of notes/fedsa_lirf.md §2.7. Stages, each ending in a checkpoint:
 
     phase0    FedAvg over all nodes (server/rounds.py's loop) → T_0
-    original  evaluate T_0; the owner audits its D_r (membership inference)
+    original  evaluate T_0; the owner audits its D_r (membership inference: the server
+              sends its test losses, the non-members; only the AUC and a bounded ROC
+              curve come back, never a per-sample value of D_r)
     deposit   the owner trains on D_r only and returns T's shallow part and T_r's
               hash; T = target shallow ∘ frozen deep part; receipt checkpointed
     withdraw  polled requesters; only the receipt's owner is served; it uploads
@@ -32,9 +34,11 @@ from flwr.app import Message, RecordDict
 
 from methods.base import Method, RunSpec
 from methods.lirf.config import parse_sample_ids, round_lr
-from methods.lirf.metrics import forgetting, harmonic, membership_auc, predictions, split_accuracy
-from methods.lirf.protocol import (DEPOSIT_CLASSES, DEPOSIT_ID, DEPOSIT_REQUEST, MODULE_SHA256,
-                                   RECEIPT, SCORES, WITHDRAW_REQUEST)
+from methods.lirf.metrics import forgetting, harmonic, predictions, roc_problem, split_accuracy
+from methods.lirf.protocol import (DEPOSIT_ACCURACY, DEPOSIT_CLASSES, DEPOSIT_ID,
+                                   DEPOSIT_REQUEST, MAX_ROC_POINTS, MIA_AUC, MODULE_SHA256,
+                                   NONMEMBER_LABELS, NONMEMBER_LOSSES, RECEIPT, ROC_FPR, ROC_TPR,
+                                   WITHDRAW_REQUEST)
 from methods.lirf.withdraw import (DEPOSIT, module_sha256, recovered_arrays, shallow_part,
                                    with_shallow)
 from protos import fedvault_pb2 as pb
@@ -47,6 +51,7 @@ from server.run_dir import CHECKPOINT_FILE, RunDirectory
 from server.validation import check_update
 
 MODELS = ("original", "target", "recovered", "retrain")
+CURVE = "mia_roc"  # [[fpr, tpr], ...] of a model: in summary.json, not a metrics.jsonl figure
 
 
 def run_lirf(fed: Federation, method: Method, spec: RunSpec, run: RunDirectory,
@@ -183,6 +188,7 @@ class LIRFWorkflow:
 
     def advance(self, stage: str, rnd: int, phase: str, figures: dict[str, Any]) -> None:
         """Log the stage's record and checkpoint the new state (the commit point)."""
+        figures = {k: v for k, v in figures.items() if k != CURVE}
         record = {"round": rnd, "phase": phase, "accuracy": figures.get("avg_acc"), **figures,
                   "seconds": time.perf_counter() - self.stage_started}
         self.run.log_metrics(record)
@@ -244,33 +250,42 @@ class LIRFWorkflow:
 
     def assess(self, arrays: dict[str, np.ndarray], rnd: int, classes=None) -> dict[str, Any]:
         """Test-set accuracies and the owner's membership audit of one model."""
-        audit = self.audit(arrays, rnd)
+        pred, losses = predictions(self.model_of(arrays, classes), self.test.x, self.test.y)
+        audit = self.audit(arrays, rnd, losses)
         classes = list(classes if classes is not None else audit["classes"])
-        if any(k.startswith(DEPOSIT) for k in arrays):
-            model = self.method.build_recovered(self.spec, arrays, classes)
-        else:
-            model = self.method.build_model(self.spec)
-            self.method.load_shared_state(model, arrays)
-        pred, losses = predictions(model, self.test.x, self.test.y)
         if self.cfg.level == "class":
             figures = split_accuracy(pred, self.test.y, classes)
         else:  # sample level: never-seen test data vs the deposited samples themselves
             accuracy = float((pred == self.test.y).mean())
             figures = {"pre_acc": accuracy, "dep_acc": audit["accuracy"], "avg_acc": accuracy}
-        nonmembers = losses[np.isin(self.test.y, classes)]
-        figures["mia_auc"] = membership_auc(audit["losses"], nonmembers)
-        return figures
+        return {**figures, "mia_auc": audit["auc"], CURVE: audit["roc"]}
 
-    def audit(self, arrays: dict[str, np.ndarray], rnd: int) -> dict[str, Any]:
+    def model_of(self, arrays: dict[str, np.ndarray], classes) -> Any:
+        if any(k.startswith(DEPOSIT) for k in arrays):  # T̃: assessed with its receipt's classes
+            return self.method.build_recovered(self.spec, arrays, list(classes))
+        model = self.method.build_model(self.spec)
+        self.method.load_shared_state(model, arrays)
+        return model
+
+    def audit(self, arrays: dict[str, np.ndarray], rnd: int,
+              test_losses: np.ndarray) -> dict[str, Any]:
+        """The owner's audit of D_r against the server's test examples (the non-members).
+
+        All test losses travel with their labels: at the sample level only the owner knows
+        D_r's classes before its first reply, and it keeps the test examples of those."""
         owner = self.node_of(self.cfg.owner_partition)
+        nonmembers = {NONMEMBER_LOSSES: [float(v) for v in test_losses],
+                      NONMEMBER_LABELS: [int(c) for c in self.test.y]}
         reply = None if owner is None else self.ask(
-            owner, rnd, "lirf-audit", {DEPOSIT_REQUEST: encode(self.deposit_request())}, arrays,
-            message_type="evaluate", check=_payload_check(pb.AuditScores, SCORES))
+            owner, rnd, "lirf-audit", {DEPOSIT_REQUEST: encode(self.deposit_request()),
+                                       **nonmembers}, arrays,
+            message_type="evaluate", check=_audit_check(self.test.num_classes))
         if reply is None:
             raise FederationError("lirf-audit: the owner sent no valid audit (see events.log)")
-        scores = decode(pb.AuditScores, reply.content[CONFIG][SCORES])
-        return {"losses": np.asarray(scores.member_scores),
-                "accuracy": float(reply.content[METRICS]["deposit-accuracy"]),
+        metrics = reply.content[METRICS]
+        return {"auc": float(metrics[MIA_AUC]),
+                "roc": [[fpr, tpr] for fpr, tpr in zip(metrics[ROC_FPR], metrics[ROC_TPR])],
+                "accuracy": float(metrics[DEPOSIT_ACCURACY]),
                 "classes": list(reply.content[CONFIG][DEPOSIT_CLASSES])}
 
     def ask(self, node: int, rnd: int, phase: str, extra: dict, arrays=None, *,
@@ -305,15 +320,12 @@ class LIRFWorkflow:
         def check(reply: Message) -> str | None:
             reason = check_update(reply.content, template, max_bytes=max_bytes)
             config = reply.content.get(CONFIG) or {}
-            sha, classes = config.get(MODULE_SHA256), config.get(DEPOSIT_CLASSES)
+            sha = config.get(MODULE_SHA256)
             if reason:
                 return reason
             if not isinstance(sha, str) or len(sha) != 64:
                 return "reply has no module-sha256"
-            if not isinstance(classes, list) or not classes or not all(
-                    isinstance(c, int) and 0 <= c < num_classes for c in classes):
-                return f"reply names no valid deposit classes ({classes!r})"
-            return None
+            return _classes_problem(config.get(DEPOSIT_CLASSES), num_classes)
 
         return check
 
@@ -352,7 +364,7 @@ class LIRFWorkflow:
 
     def summary(self) -> dict[str, Any]:
         lirf = self.lirf
-        models = {m: {k: v for k, v in lirf[m].items() if k != "mia_auc"}
+        models = {m: {k: v for k, v in lirf[m].items() if k not in ("mia_auc", CURVE)}
                   for m in MODELS if m in lirf}
         final = models.get("recovered") or models.get("target") or {}
         receipt = self.receipt() if lirf.get("receipt") else None
@@ -360,6 +372,7 @@ class LIRFWorkflow:
             **models,
             "accuracy": final.get("avg_acc"),
             "mia_auc": {m: lirf[m]["mia_auc"] for m in MODELS if m in lirf},
+            CURVE: {m: lirf[m][CURVE] for m in MODELS if CURVE in lirf.get(m, {})},
             "phase0_seconds": lirf.get("phase0_seconds"),
             "deposit_seconds": lirf.get("deposit_seconds"),
             "retrain_seconds": lirf.get("retrain_seconds"),
@@ -385,6 +398,34 @@ def _payload_check(message_cls, key: str):
         return None
 
     return check
+
+
+def _audit_check(num_classes: int):
+    """The owner's audit reply is untrusted input: aggregates only, each in its range."""
+    def check(reply: Message) -> str | None:
+        metrics = reply.content.get(METRICS) or {}
+        config = reply.content.get(CONFIG) or {}
+        return (_fraction_problem(metrics, MIA_AUC) or _fraction_problem(metrics, DEPOSIT_ACCURACY)
+                or roc_problem(metrics.get(ROC_FPR), metrics.get(ROC_TPR),
+                               max_points=MAX_ROC_POINTS)
+                or _classes_problem(config.get(DEPOSIT_CLASSES), num_classes))
+
+    return check
+
+
+def _fraction_problem(record, key: str) -> str | None:
+    value = record.get(key)
+    if isinstance(value, float) and 0.0 <= value <= 1.0:  # NaN fails the comparison
+        return None
+    return f"{key} is not a number in [0, 1] ({str(value)[:40]})"
+
+
+def _classes_problem(classes, num_classes: int) -> str | None:
+    if isinstance(classes, list) and classes and all(
+            isinstance(c, int) and not isinstance(c, bool) and 0 <= c < num_classes
+            for c in classes):
+        return None
+    return f"reply names no valid deposit classes ({str(classes)[:80]})"
 
 
 def _module_check(template: dict[str, np.ndarray]):

@@ -1,17 +1,20 @@
 """Claims about the LIRF owner node (clients/lirf_owner.py): what the deposit reads and
-sends, where the module lives, and that withdrawal is data- and training-free."""
+sends, where the module lives, that withdrawal is data- and training-free, and that the
+membership audit sends aggregates only."""
 
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 import torch
-from flwr.app import ConfigRecord, Context, RecordDict
+from flwr.app import ConfigRecord, Context, MetricRecord, RecordDict
 
 import clients.lirf_owner as owner
 from methods.base import parse_run_spec
 from methods.common.datasets import ArrayDataset
-from methods.lirf.protocol import DEPOSIT_REQUEST, MODULE_SHA256, RECEIPT
+from methods.lirf.metrics import membership_auc, predictions
+from methods.lirf.protocol import (DEPOSIT_REQUEST, MAX_ROC_POINTS, MIA_AUC, MODULE_SHA256,
+                                   NONMEMBER_LABELS, NONMEMBER_LOSSES, RECEIPT, ROC_FPR, ROC_TPR)
 from methods.lirf.withdraw import (
     DEPOSIT,
     holds_module,
@@ -22,7 +25,7 @@ from methods.lirf.withdraw import (
 from methods.registry import get_method
 from protos import fedvault_pb2 as pb
 from protos.codec import encode
-from protos.records import ARRAYS, CONFIG, from_array_record, to_array_record
+from protos.records import ARRAYS, CONFIG, METRICS, from_array_record, to_array_record
 
 pytestmark = pytest.mark.unit
 SPEC = parse_run_spec({"method": "lirf", "lirf.deposit-epochs": 2, "lirf.deposit-batch-size": 16})
@@ -153,3 +156,60 @@ def test_withdraw_is_training_free_and_reads_no_data(monkeypatch):
         z_deposit = recovered.target.deep(recovered.deposit(x))
     assert torch.equal(out[:, :3], z_deposit[:, :3]) and torch.equal(out[:, 3:], z_target[:, 3:])
     assert store.slot("d-1") == "committed"  # uploaded a copy; released only after the commit
+
+
+def _audit_request(arrays, test_losses, test_labels) -> RecordDict:
+    request = pb.DepositRequest(deposit_id="d-1", level="class", classes=[0, 1, 2])
+    return RecordDict({ARRAYS: to_array_record(arrays), CONFIG: ConfigRecord({
+        DEPOSIT_REQUEST: encode(request), NONMEMBER_LOSSES: [float(v) for v in test_losses],
+        NONMEMBER_LABELS: [int(c) for c in test_labels]})})
+
+
+def _old_server_auc(member_losses, test_losses, test_labels, classes) -> float:
+    """What server/lirf.py computed when D_r's losses travelled (AuditScores, as doubles)."""
+    travelled = np.asarray(member_losses.tolist())
+    return membership_auc(travelled, test_losses[np.isin(test_labels, classes)])
+
+
+@pytest.fixture
+def audited(monkeypatch):
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 10, 500).astype(np.int64)
+    data = ArrayDataset(rng.normal(size=(500, 1, 28, 28)).astype(np.float32), y, 10, "owner")
+    monkeypatch.setattr(owner, "node_train_data", lambda method, spec, node_config: data)
+    test_losses, test_labels = rng.exponential(2.0, 300), rng.integers(0, 10, 300)
+    reply = owner.audit_phase(SPEC, _header("lirf-audit"),
+                              _audit_request(_original(), test_losses, test_labels), _context())
+    model = METHOD.build_model(SPEC)
+    METHOD.load_shared_state(model, _original())
+    d_r = data.subset(np.flatnonzero(np.isin(y, (0, 1, 2))))
+    _, member_losses = predictions(model, d_r.x, d_r.y)
+    return reply, member_losses, test_losses, test_labels
+
+
+def test_the_audit_reply_holds_aggregates_only_never_a_member_loss(audited):
+    reply, member_losses, _, _ = audited
+    assert len(member_losses) > MAX_ROC_POINTS  # so a list of them could not pass the bound
+    assert set(reply) == {CONFIG, METRICS} and isinstance(reply[METRICS], MetricRecord)
+    values = [v for record in reply.values() for v in record.values()]
+    assert not any(isinstance(v, bytes) for v in values)  # no encoded payload (AuditScores)
+    assert all(len(v) <= MAX_ROC_POINTS for v in values if isinstance(v, list))
+    sent = {float(x) for v in values for x in (v if isinstance(v, list) else [v])}
+    assert sent.isdisjoint(member_losses.astype(float).tolist())
+    assert len(reply[METRICS][ROC_FPR]) == len(reply[METRICS][ROC_TPR]) >= 2
+
+
+def test_the_owners_auc_equals_the_old_server_side_auc_on_the_same_losses(audited):
+    reply, member_losses, test_losses, test_labels = audited
+    old = _old_server_auc(member_losses, test_losses, test_labels, (0, 1, 2))
+    assert reply[METRICS][MIA_AUC] == old
+
+
+def test_a_malformed_nonmember_list_is_a_bad_request(monkeypatch):
+    monkeypatch.setattr(owner, "node_train_data", lambda *a: pytest.fail("read data"))
+    content = _audit_request(_original(), [0.5, float("nan")], [0, 1])
+    with pytest.raises(ValueError, match="finite"):
+        owner.audit_phase(SPEC, _header("lirf-audit"), content, _context())
+    content = _audit_request(_original(), [0.5, 0.7], [0])
+    with pytest.raises(ValueError, match="aligned"):
+        owner.audit_phase(SPEC, _header("lirf-audit"), content, _context())

@@ -1,6 +1,7 @@
 """Claims about LIRF's server workflow (server/lirf.py) on an in-process grid (no Ray):
-who may withdraw, what the server ever holds, and that a crash at any step leaves a
-consistent checkpoint from which `--resume` finishes the run."""
+who may withdraw, what the server ever holds (of the membership audit: aggregates only),
+and that a crash at any step leaves a consistent checkpoint from which `--resume` finishes
+the run."""
 
 import json
 
@@ -10,10 +11,13 @@ from flwr.app import RecordDict
 
 import server.lirf as lirf_server
 from clients.lirf_owner import ModuleStore
+from methods.lirf.protocol import (MAX_ROC_POINTS, MIA_AUC, NONMEMBER_LABELS, NONMEMBER_LOSSES,
+                                   ROC_FPR, ROC_TPR)
 from methods.lirf.withdraw import DEPOSIT
 from protos import fedvault_pb2 as pb
 from protos.codec import decode
-from protos.records import ARRAYS, CONFIG, to_array_record
+from protos.records import ARRAYS, CONFIG, METRICS, to_array_record
+from server.federation import FederationError
 from server.lirf import refusal
 from server.run_dir import RunDirectory
 from server.runner import Job, run_job
@@ -41,13 +45,23 @@ class PhaseGrid(InProcessGrid):
     def send_and_receive(self, messages, *, timeout=None):
         messages = list(messages)
         for msg in messages:
-            phase = "info" if msg.metadata.message_type == "query.info" else decode(
-                pb.RoundHeader, msg.content[CONFIG]["header"]).phase
+            phase = _phase(msg)
             if phase == self.crash_on:
                 self.crash_on = None
                 raise Crash(phase)
             self.phases.append((phase, msg.metadata.dst_node_id))
         return super().send_and_receive(messages, timeout=timeout)
+
+
+def _phase(msg) -> str:
+    if msg.metadata.message_type == "query.info":
+        return "info"
+    return decode(pb.RoundHeader, msg.content[CONFIG]["header"]).phase
+
+
+def _audit_replies(grid) -> list:
+    return [r for _, r in grid.replies
+            if not r.has_error() and MIA_AUC in (r.content.get(METRICS) or {})]
 
 
 def _run(path, grid, **over):
@@ -92,6 +106,43 @@ def test_a_run_reports_the_issue_summary(honest):
     phases = [json.loads(line)["phase"] for line in records]
     assert phases == ["train", "original", "deposit", "withdraw", "retrain"]
     assert (path / "retrain" / "checkpoint").is_dir()
+
+
+def test_the_audit_sends_test_losses_out_and_brings_back_only_the_auc_and_roc(honest):
+    path, grid, summary = honest
+    requests = [m for m in grid.sent if _phase(m) == "lirf-audit"]
+    replies = _audit_replies(grid)
+    assert len(requests) == len(replies) == 4  # original, target, recovered, retrain
+    for msg in requests:  # the server's own test examples: every one, with its label
+        config = msg.content[CONFIG]
+        assert len(config[NONMEMBER_LOSSES]) == len(config[NONMEMBER_LABELS]) > MAX_ROC_POINTS
+    for reply in replies:  # D_r outnumbers the bound: a per-sample list would exceed it
+        values = [v for record in reply.content.values() for v in record.values()]
+        assert ARRAYS not in reply.content and not any(isinstance(v, bytes) for v in values)
+        assert all(len(v) <= MAX_ROC_POINTS for v in values if isinstance(v, list))
+        assert reply.content[METRICS]["num-examples"] > MAX_ROC_POINTS
+    assert set(summary["mia_roc"]) == set(summary["mia_auc"])
+    for curve in summary["mia_roc"].values():
+        assert curve[0] == [0.0, 0.0] and curve[-1] == [1.0, 1.0] and len(curve) <= MAX_ROC_POINTS
+    records = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+    assert not any("mia_roc" in record for record in records)  # a curve, not a figure
+
+
+def test_an_audit_reply_listing_every_member_is_rejected_and_logged(tmp_path):
+    path = tmp_path / "run"
+
+    def per_member(node_id, reply):  # a curve with one point per member of D_r
+        metrics = None if reply.has_error() else reply.content.get(METRICS)
+        if metrics is not None and MIA_AUC in metrics:
+            steps = torch.linspace(0, 1, 200).tolist()
+            metrics[ROC_FPR], metrics[ROC_TPR] = steps, steps
+        return reply
+
+    with pytest.raises(FederationError, match="lirf-audit"):
+        _run(path, PhaseGrid(3, tamper=per_member))
+    events = (path / "events.log").read_text()
+    assert "lirf-audit" in events and "update rejected: the ROC curve has 200" in events
+    assert not (path / "summary.json").exists()
 
 
 def test_a_non_owner_withdraw_is_refused_logged_and_never_served(honest):
