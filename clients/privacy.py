@@ -23,7 +23,7 @@ import json
 import math
 import os
 import warnings
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from flwr.app import ConfigRecord, RecordDict
@@ -34,6 +34,11 @@ from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClippi
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from opacus.validators import ModuleValidator
 from torch import nn
+from torch.utils.data import DataLoader
+
+from clients.dp_randomness import dp_generator
+from clients.dp_randomness import source as randomness_source
+from clients.gradient_canaries import GradientCanaries
 
 from methods.audit_plan import WhiteboxPlan
 from methods.base import Method, RunSpec
@@ -43,8 +48,11 @@ from methods.base import Method, RunSpec
 FAULT_NOISE_SCALE_ENV = "FEDVAULT_TEST_FAULT_DP_NOISE_SCALE"
 STATE_KEY = "dp-accountant"
 
-# Advisories that fire on every node and every step and say nothing about this run:
-# secure_mode needs torchcsprng (not installed); the first layer's input needs no grad.
+# Advisories that fire on every node and every round. "Secure RNG turned off": Opacus'
+# secure_mode needs torchcsprng, which does not install here; what we draw from instead
+# (secret, per-round OS-CSPRNG seeds) and what that leaves open is stated once, in
+# clients/dp_randomness.py, the README and each ledger line's `rng`, not per round.
+# "Full backward hook": the first layer's input needs no grad.
 warnings.filterwarnings("ignore", message="Secure RNG turned off")
 warnings.filterwarnings("ignore", message="Full backward hook is firing")
 
@@ -173,8 +181,9 @@ class PrivateTraining:
     """The privacy hook of `clients.training.train_locally` for one node and one round.
 
     `attach` makes model, optimizer and loader private (Poisson sampling, clipping C,
-    noise σ); `backward` runs one step's backward pass; `finish` unwraps the model
-    and returns the round's ledger figures, with the updated history in `history`.
+    noise σ, both draws from the node's secret generators); `backward` runs one step's
+    backward pass; `finish` unwraps the model and returns the round's ledger figures,
+    with the updated history in `history`.
     """
 
     def __init__(
@@ -188,12 +197,18 @@ class PrivateTraining:
         seed: int = 0,
         grad_sample_mode: str | None = None,
         guard_budget: bool = True,
+        max_epsilon: float = 0.0,
+        check_sigma: Callable[[float], None] | None = None,
     ) -> None:
         self.spec, self.method, self.cfg = spec, method, spec.dp
         self.history, self.sigma = list(history), sigma or (history[0][0] if history else 0.0)
+        # `seed` (the node's local seed) matters only under the test-only deterministic switch
         self.whitebox, self.seed = whitebox, seed
         self.requested_mode = grad_sample_mode or self.cfg.grad_sample_mode
         self.guard_budget = guard_budget
+        # the node's own cap (node policy) can only tighten the run's budget
+        self.budget = min(self.cfg.budget, max_epsilon) if max_epsilon > 0 else self.cfg.budget
+        self.check_sigma = check_sigma  # the node policy's floor on σ
         self.clipped = self.seen = self.empty_batches = 0
 
     def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer, loader):
@@ -202,22 +217,33 @@ class PrivateTraining:
             raise ValueError("the model is not DP-compatible: " + "; ".join(errors))
         self.num_examples = len(loader.dataset)
         self.sigma = self.sigma or noise_multiplier_for(self.spec, self.num_examples)
+        if self.check_sigma is not None:
+            self.check_sigma(self.sigma)
         if self.guard_budget:
             self._refuse_overspending()
         self.mode = choose_grad_sample_mode(self.requested_mode, self.method, model)
         self.engine = PrivacyEngine(accountant=self.cfg.accountant)
         self.engine.accountant.history = list(self.history)
+        self.sampling_rng = dp_generator(self.seed, 0)
+        noise_rng = dp_generator(self.seed, 1)
         wrapped = self.engine.make_private(
             module=model,
             optimizer=optimizer,
-            data_loader=loader,
+            # Opacus' Poisson sampler takes the loader's generator: the secret one
+            data_loader=DataLoader(
+                loader.dataset, batch_size=loader.batch_size, generator=self.sampling_rng
+            ),
             noise_multiplier=self.sigma,
             max_grad_norm=self.cfg.max_grad_norm,
             poisson_sampling=True,
             grad_sample_mode=self.mode,
+            noise_generator=noise_rng,
         )
         # ghost returns (module, optimizer, criterion, loader); we build the loss ourselves
         self.module, self.optimizer, self.loader = wrapped[0], wrapped[1], wrapped[-1]
+        # Opacus' floating-point-attack-resistant noise (a sum of 4 draws); its own
+        # secure_mode flag would also demand torchcsprng (clients/dp_randomness.py)
+        self.optimizer.secure_mode = True
         self._install(model)
         return self.module, self.optimizer, self.loader
 
@@ -226,16 +252,22 @@ class PrivateTraining:
         per_epoch = math.ceil(self.num_examples / self.spec.method.batch_size)
         this_round = (self.sigma, 1.0 / per_epoch, per_epoch * self.spec.method.local_epochs)
         projected = epsilon_of(self.history + [this_round], self.cfg.delta, self.cfg.accountant)
-        if projected > self.cfg.budget + 1e-9:
+        if projected > self.budget + 1e-9:
             raise ValueError(
                 f"privacy budget: this round would bring ε to {projected:.4f} > "
-                f"{self.cfg.budget:g} at δ={self.cfg.delta:g}; the node does not train"
+                f"{self.budget:g} at δ={self.cfg.delta:g}; the node does not train"
             )
 
     def backward(self, batch: tuple) -> float | None:
-        """Backward of one batch through the private module; None for an empty Poisson batch."""
-        if len(batch[-1]) == 0:  # P = (1-q)^n, ≈ e^-B: skipped, and no step is accounted
+        """Backward of one batch through the private module.
+
+        An empty Poisson batch (probability (1-q)^n) still makes a step: zero gradient,
+        full noise, accounted. Skipping it would release, through the step count,
+        whether the batch was empty, which depends on the data. Returns the batch loss,
+        or None for an empty batch (there is no loss to report)."""
+        if len(batch[-1]) == 0:
             self.empty_batches += 1
+            self._zero_gradients()
             return None
         if self.mode == "ghost":
             losses = self.method.per_sample_loss(self.module, batch, self.spec)
@@ -243,60 +275,52 @@ class PrivateTraining:
         else:
             loss = self.method.train_step(self.module, batch, self.spec)
         loss.backward()
+        # counted here, not in clip_and_accumulate: ghost clipping never calls that
+        norms = self._per_sample_norms()
+        self.seen += len(norms)
+        self.clipped += int((norms > self.cfg.max_grad_norm).sum())
         return float(loss.item())
 
-    def _install(self, model: nn.Module) -> None:
-        """Count clipped examples, plant white-box canaries and (tests only) scale the noise."""
-        opt, clip, add_noise = (
-            self.optimizer,
-            self.optimizer.clip_and_accumulate,
-            self.optimizer.add_noise,
-        )
-        plant, scale = self._canary_planter(model), fault_noise_scale()
+    def _zero_gradients(self) -> None:
+        """What an empty batch's backward pass would leave: nothing, in each mode's slot."""
+        for p in self.optimizer.params:
+            if self.mode == "ghost":  # its optimizer sums p.grad
+                p.grad = torch.zeros_like(p)
+            else:  # the others clip per-example gradients: there are none
+                p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
 
-        def clip_and_count() -> None:
-            norms = self._per_sample_norms()
-            self.seen += len(norms)
-            self.clipped += int((norms > self.cfg.max_grad_norm).sum())
-            clip()
+    def _install(self, model: nn.Module) -> None:
+        """Plant white-box canaries before the noise and (tests only) scale the noise."""
+        opt, add_noise = self.optimizer, self.optimizer.add_noise
+        canaries = (
+            GradientCanaries(
+                self.whitebox, model, norm=self.cfg.max_grad_norm, generator=self.sampling_rng
+            )
+            if self.whitebox is not None and self.whitebox.canary_in.any()
+            else None
+        )
+        scale, q = fault_noise_scale(), float(self.loader.sample_rate)
 
         def noise() -> None:
-            plant()  # virtual records join the clipped sum before the noise
+            if canaries is not None:  # virtual records join the clipped sum before the noise
+                canaries.plant_in_sum(q)
             opt.noise_multiplier = self.sigma * scale
             try:
                 add_noise()
             finally:  # the accountant's step hook reads σ after this: it must see the claim
                 opt.noise_multiplier = self.sigma
 
-        opt.clip_and_accumulate, opt.add_noise = clip_and_count, noise
+        opt.add_noise = noise
 
     def _per_sample_norms(self) -> torch.Tensor:
         if self.mode == "ghost":
-            return self.module.per_sample_gradient_norms
+            return self.module.per_sample_gradient_norms.detach()
         samples = self.optimizer.grad_samples
         if not samples or len(samples[0]) == 0:
             return torch.zeros(0)
         return torch.stack([g.reshape(len(g), -1).norm(2, dim=-1) for g in samples], 1).norm(
             2, dim=1
         )
-
-    def _canary_planter(self, model: nn.Module):
-        """Dirac canaries (Nasr et al., USENIX Security 2023; Steinke et al. 2023 §5):
-        each IN canary is a virtual example whose clipped gradient is C·e_j; it joins
-        each Poisson batch with probability q, like a real example."""
-        plan = self.whitebox
-        if plan is None or not plan.canary_in.any():
-            return lambda: None
-        param = dict(model.named_parameters())[plan.param]
-        coords = torch.as_tensor(plan.coords[plan.canary_in], dtype=torch.long)
-        generator = torch.Generator().manual_seed(self.seed)
-        q = self.loader.sample_rate
-
-        def plant() -> None:
-            joined = coords[torch.rand(len(coords), generator=generator) < q]
-            param.summed_grad.view(-1)[joined] += self.cfg.max_grad_norm
-
-        return plant
 
     def finish(self) -> dict[str, float | int | str | bool]:
         """Unwrap the model (hooks off, no `_module.` prefix); this round's figures → `report`."""
@@ -323,6 +347,7 @@ class PrivateTraining:
             "sampler": type(self.loader.batch_sampler).__name__,
             "grad_sample_mode": self.mode,
             "model_compatible": True,
+            "rng": randomness_source(),
         }
         return self.report
 

@@ -17,6 +17,7 @@ import numpy as np
 from flwr.app import ConfigRecord, Context, MetricRecord, RecordDict
 
 from clients.audit_scores import audited_training_data
+from clients.dp_policy import NodePolicy
 from clients.node_data import describe_node
 from clients.tasks import local_seed, node_key, train_task
 from methods.audit_plan import WhiteboxPlan, whitebox_plan
@@ -40,11 +41,13 @@ def private_train_phase(
     method = get_method(spec.method_name)
     arrays = from_array_record(content[ARRAYS])
     shape = audited_training_data(spec, context.node_config) if spec.audit.enabled else None
+    whitebox = _whitebox(spec, arrays, context.node_config)
     privacy = None
     if spec.dp.enabled and spec.dp.level == "sample":
-        privacy = _private_training(spec, method, header.round, content, context, arrays)
+        privacy = _private_training(spec, method, header.round, content, context, whitebox)
     trained, metrics = train_task(
-        spec, header.round, arrays, context.node_config, privacy=privacy, shape_data=shape
+        spec, header.round, arrays, context.node_config,
+        privacy=privacy, shape_data=shape, whitebox=whitebox,
     )
     reply = RecordDict({ARRAYS: to_array_record(trained), METRICS: MetricRecord(metrics)})
     if privacy is not None:
@@ -61,19 +64,21 @@ def _private_training(
     rnd: int,
     content: RecordDict,
     context: Context,
-    arrays: Mapping[str, np.ndarray],
+    whitebox: WhiteboxPlan | None,
 ):
     from clients.privacy import PrivateTraining, load_history  # Opacus: DP runs only
 
     server = [(e.noise_multiplier, e.sample_rate, int(e.steps)) for e in ledger_entries(content)]
     history = load_history(context.state, server, spec.dp.accountant)
-    seed = local_seed(spec, rnd, "white-box/" + node_key(context.node_config))
+    policy = NodePolicy.of(context.node_config)
     return PrivateTraining(
         spec,
         method,
         history=history,
-        seed=seed,
-        whitebox=_whitebox(spec, arrays, context.node_config),
+        seed=local_seed(spec, rnd, "dp/" + node_key(context.node_config)),
+        whitebox=whitebox,
+        max_epsilon=policy.max_epsilon,
+        check_sigma=lambda sigma: policy.check_sigma(sigma, rnd),
     )
 
 
@@ -116,6 +121,7 @@ def ledger_reply(rnd: int, report: Mapping[str, Any]) -> ConfigRecord:
             "sampler",
             "grad_sample_mode",
             "model_compatible",
+            "rng",
         )
     }
     return ConfigRecord({"ledger": encode(entry), **extra})

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 import torch
 
+from clients.dp_randomness import dp_generator
 from clients.node_data import describe_node, node_train_data
 from clients.training import train_locally
 from methods.base import RunSpec
@@ -16,6 +17,7 @@ from methods.registry import get_method
 
 if TYPE_CHECKING:
     from clients.privacy import PrivateTraining
+    from methods.audit_plan import WhiteboxPlan
 
 
 def local_seed(spec: RunSpec, rnd: int, node_key: str) -> int:
@@ -36,11 +38,14 @@ def train_task(
     *,
     privacy: "PrivateTraining | None" = None,
     shape_data: Callable[[ArrayDataset], ArrayDataset] | None = None,
+    whitebox: "WhiteboxPlan | None" = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Load the global weights, train locally, return (shared arrays, metrics).
 
     `privacy` makes the loop DP-SGD (clients/privacy.py); `shape_data` edits the
-    node's training set first (the audit plants canaries and holds out non-members).
+    node's training set first (the audit plants canaries and holds out non-members);
+    `whitebox` plants the audit's gradient canaries into a run without DP (with DP,
+    `privacy` plants them before its noise).
     """
     torch.set_num_threads(1)  # 2 threads were 5-10x slower on the 2-core hosts
     method = get_method(spec.method_name)
@@ -50,5 +55,14 @@ def train_task(
     model = method.build_model(spec)
     method.load_shared_state(model, arrays)
     seed = local_seed(spec, rnd, node_key(node_config))
-    metrics = train_locally(method, model, data, spec, seed=seed, privacy=privacy)
+    canaries = None
+    if privacy is None and whitebox is not None:
+        from clients.gradient_canaries import GradientCanaries
+
+        canaries = GradientCanaries(
+            whitebox, model, norm=spec.dp.max_grad_norm, generator=dp_generator(seed, 0)
+        )
+    metrics = train_locally(
+        method, model, data, spec, seed=seed, privacy=privacy, canaries=canaries
+    )
     return method.shared_state(model), metrics

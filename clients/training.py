@@ -16,6 +16,7 @@ from methods.base import Method, RunSpec
 from methods.common.datasets import ArrayDataset
 
 if TYPE_CHECKING:  # clients/privacy.py imports Opacus: only DP runs pay for it
+    from clients.gradient_canaries import GradientCanaries
     from clients.privacy import PrivateTraining
 
 
@@ -43,14 +44,18 @@ def train_locally(
     *,
     seed: int,
     privacy: "PrivateTraining | None" = None,
+    canaries: "GradientCanaries | None" = None,
 ) -> dict[str, float]:
     """Run `local_epochs` of SGD on `dataset`; returns the reply's metrics.
 
     With `privacy` the same loop is DP-SGD: the hook swaps in a Poisson loader and a
     clipping, noising optimizer, runs each backward pass, and afterwards unwraps the
     model (trained in place) and keeps the round's ledger figures in `privacy.report`.
+    A DP reply carries no training loss: it is computed from the records without
+    noise, and releasing it would fall outside the accounted ε.
+    `canaries` (an audited run without DP) plants white-box canaries into each step.
     """
-    torch.manual_seed(seed)  # dropout / random labels inside train_step (and Poisson batches)
+    torch.manual_seed(seed)  # dropout / random labels inside train_step
     loader = make_loader(dataset, spec.method.batch_size, seed)
     local_lr = getattr(method, "local_lr", None)  # duck-typed steps (FedSA's hint) have none
     optimizer = make_optimizer(model, spec, local_lr(model, spec) if local_lr else None)
@@ -59,24 +64,38 @@ def train_locally(
     if privacy is not None:
         _, optimizer, loader = privacy.attach(model, optimizer, loader)
         backward = privacy.backward
-    started, total_loss, steps = time.perf_counter(), 0.0, 0
+    elif canaries is not None:
+        backward = _with_canaries(backward, canaries, 1.0 / len(loader), spec.method.batch_size)
+    started, total_loss, losses, steps = time.perf_counter(), 0.0, 0, 0
     for _ in range(spec.method.local_epochs):
         for batch in loader:
             optimizer.zero_grad(set_to_none=True)
             loss = backward(batch)
-            if loss is None:  # an empty Poisson batch: nothing learnt, nothing spent
-                continue
-            optimizer.step()
-            total_loss += loss
+            optimizer.step()  # an empty Poisson batch too: a noise-only, accounted step
             steps += 1
+            if loss is not None:
+                total_loss, losses = total_loss + loss, losses + 1
     if privacy is not None:
         privacy.finish()
-    return {
+    metrics = {
         "num-examples": len(dataset),
-        "train-loss": total_loss / max(steps, 1),
         "steps": steps,
         "train-seconds": time.perf_counter() - started,
     }
+    if privacy is None:
+        metrics["train-loss"] = total_loss / max(losses, 1)
+    return metrics
+
+
+def _with_canaries(
+    backward: Callable[[tuple], float], canaries: "GradientCanaries", q: float, batch_size: int
+) -> Callable[[tuple], float]:
+    def planted(batch: tuple) -> float:
+        loss = backward(batch)
+        canaries.plant_in_mean(q, batch_size)
+        return loss
+
+    return planted
 
 
 def _plain_backward(method: Method, model: torch.nn.Module, spec: RunSpec) -> Callable[[tuple], float]:

@@ -49,6 +49,7 @@ _EXTRA = (
     "sampler",
     "grad-sample-mode",
     "model-compatible",
+    "rng",
 )
 
 
@@ -82,14 +83,18 @@ class Ledger:
         with open(self.path, "a") as fh:
             fh.write(json.dumps(line, sort_keys=True) + "\n")
 
+    def accounted(self) -> list[dict[str, Any]]:
+        """Lines with figures (an unaccounted release has none; the audit FAILs on it)."""
+        return [line for line in self.lines if not line.get("unaccounted")]
+
     def history(self, node: str) -> list[dict[str, Any]]:
-        return [line for line in self.lines if line["node"] == node]
+        return [line for line in self.accounted() if line["node"] == node]
 
     def epsilon_by_node(self) -> dict[str, float]:
-        return {line["node"]: float(line["epsilon"]) for line in self.lines}  # the latest wins
+        return {line["node"]: float(line["epsilon"]) for line in self.accounted()}  # latest wins
 
     def exhausted(self, budget: float) -> set[str]:
-        latest = {line["node"]: line for line in self.lines}
+        latest = {line["node"]: line for line in self.accounted()}
         return {k for k, line in latest.items() if float(line["epsilon_next"]) > budget + 1e-9}
 
 
@@ -111,7 +116,9 @@ class PrivacyHooks(RoundHooks):
         self.ledger = Ledger(run, int(state["round"]))
         self.client_sigma = 0.0
         self.whitebox = None
-        if spec.audit.enabled and self.dp is not None and self.dp.level == "sample":
+        # white-box canaries ride on each node's own update: without DP too (the audit's
+        # positive case), but not under client-level DP (the server noises only the mean)
+        if spec.audit.enabled and (self.dp is None or self.dp.level == "sample"):
             from server.audit.phase import WhiteboxReader
 
             saved = state.get("privacy", {}).get("whitebox", {})
@@ -204,11 +211,31 @@ class PrivacyHooks(RoundHooks):
             self.whitebox.observe(replies, arrays, self._node_record)
             self.state["privacy"] = {"whitebox": self.whitebox.saved()}
 
+    def reject(self, rnd: int, reply: Message, reason: str) -> None:
+        """A DP node's reply received but not aggregated is still a release: its line says
+        accepted=false, and without a readable entry it is an unaccounted release."""
+        if self.dp is None or self.dp.level != "sample":
+            return  # client-level DP: only the noised aggregate is released
+        try:
+            entries = ledger_entries(reply.content, "ledger")
+        except PayloadError:
+            entries = []
+        if len(entries) == 1:
+            line = self._sample_line(rnd, reply, None)
+        else:
+            node_id = reply.metadata.src_node_id
+            line = {"round": rnd, "node": self._key(node_id), "node_id": node_id,
+                    "level": "sample", "unaccounted": True}
+            self.run.log_event(f"round {rnd}: {line['node']}'s rejected reply carries no "
+                               "readable ledger entry: a release the ledger cannot account")
+        self.ledger.append({**line, "accepted": False, "rejected_reason": reason})
+
     def _sample_line(self, rnd: int, reply: Message, arrays) -> dict[str, Any]:
         entry = ledger_entries(reply.content, "ledger")[0]
         figures = reply.content[PRIVACY]
         node_id = reply.metadata.src_node_id
         line = {
+            "accepted": True,
             "round": rnd,
             "node": self._key(node_id),
             "node_id": node_id,
@@ -224,7 +251,22 @@ class PrivacyHooks(RoundHooks):
             "batch_size": self.spec.method.batch_size,
         }
         line.update({k.replace("-", "_"): figures[k] for k in _EXTRA if k in figures})
+        line["steps_planned"] = self._planned_steps(line.get("num_examples"))
+        if line["steps_planned"] is not None and line["steps"] != line["steps_planned"]:
+            self.run.log_event(
+                f"round {rnd}: {line['node']} reports {line['steps']} DP steps, the plan is "
+                f"{line['steps_planned']} (E·⌈n/B⌉): the audit fails this run"
+            )
         return line
+
+    def _planned_steps(self, num_examples: Any) -> int | None:
+        """E·⌈n/B⌉: every Poisson batch of every local epoch is a step, empty ones too."""
+        try:
+            n = int(num_examples)
+        except (TypeError, ValueError):
+            return None
+        method = self.spec.method
+        return method.local_epochs * math.ceil(n / method.batch_size) if n > 0 else None
 
     def _client_line(self, rnd: int, reply: Message, arrays) -> dict[str, Any]:
         """One accounted release of the noisy mean for each node in it (q = 1, one step)."""
@@ -237,6 +279,7 @@ class PrivacyHooks(RoundHooks):
         norm = math.sqrt(sum(float(np.sum((update[k] - arrays[k]) ** 2)) for k in arrays))
         step = (self.client_sigma, 1.0, 1)
         return {
+            "accepted": True,
             "round": rnd,
             "node": key,
             "node_id": node_id,
@@ -259,7 +302,7 @@ class PrivacyHooks(RoundHooks):
 
     # --- the end ---------------------------------------------------------------------------
     def finish(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-        figures: dict[str, Any] = {}
+        figures: dict[str, Any] = {"private": False}  # an audited run without DP
         if self.dp is not None:
             by_node = self.ledger.epsilon_by_node()
             figures.update(
@@ -269,6 +312,7 @@ class PrivacyHooks(RoundHooks):
                 accountant=self.dp.accountant,
                 epsilon_by_node=by_node,
                 stopped_nodes=self._stopped(),
+                **self._against_server(),
             )
         if self.spec.audit.enabled:
             from server.audit.phase import run_audit_phase
@@ -286,10 +330,21 @@ class PrivacyHooks(RoundHooks):
             )
         return figures
 
+    def _against_server(self) -> dict[str, Any]:
+        """Does the guarantee hold against the server, as far as the ledger shows?"""
+        lines = self.ledger.lines
+        sources = sorted({str(x.get("rng", "unreported")) for x in lines if "epsilon" in x})
+        unaccounted = sorted({x["node"] for x in lines if x.get("unaccounted")})
+        private = (
+            self.dp.level == "sample" and bool(lines)
+            and sources == ["os-csprng"] and not unaccounted
+        )
+        return {"private": private, "dp_randomness": sources, "unaccounted_nodes": unaccounted}
+
     def _stopped(self) -> list[str]:
         """Nodes the budget kept out of at least the last planned round."""
         planned = self.spec.federation.num_server_rounds
-        last = {line["node"]: int(line["round"]) for line in self.ledger.lines}
+        last = {line["node"]: int(line["round"]) for line in self.ledger.accounted()}
         return sorted(k for k in self.ledger.exhausted(self.dp.budget) if last[k] < planned)
 
     def _key(self, node_id: int) -> str:

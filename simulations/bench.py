@@ -19,6 +19,7 @@ BENCHES: dict[str, str] = {
     # name: "module:function" (imported lazily: benches pull in heavy code)
     "fedsa": "simulations.bench_fedsa:run",
     "dp-overhead": "simulations.bench_dp:run",
+    "dp-audit": "simulations.bench_dp_audit:run",
     "lirf": "simulations.bench_lirf:run",
     "ask-ac": "simulations.bench_askac:run",
     "hscl": "simulations.bench_hscl:run",

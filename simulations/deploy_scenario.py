@@ -9,7 +9,9 @@ directory; whatever happens, every process started is stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -22,9 +24,18 @@ from simulations.deploy import FederationError, LocalFederation, NodeLaunch
 APP_DIR = Path(__file__).resolve().parent.parent  # holds pyproject.toml [tool.flwr.app]
 
 
-def fedvault_node_command(launch: NodeLaunch) -> list[str]:
+def node_policy_flags(spec: RunSpec) -> list[str]:
+    """A DP scenario's local nodes hold their own floor (clients/dp_policy.py), as an
+    operator's would: they refuse any request without sample-level DP-SGD."""
+    if not (spec.dp.enabled and spec.dp.level == "sample"):
+        return []
+    return ["--require-dp"] + (["--allow-audit"] if spec.audit.enabled else [])
+
+
+def fedvault_node_command(launch: NodeLaunch, policy: tuple[str, ...] = ()) -> list[str]:
     argv = [sys.executable, "-m", "simulations.cli", "node", "--superlink", launch.superlink,
-            "--port", str(launch.port), "--partition", f"{launch.index}/{launch.num_nodes}"]
+            "--port", str(launch.port), "--partition", f"{launch.index}/{launch.num_nodes}",
+            *policy]
     if launch.insecure:
         return argv + ["--insecure"]
     argv += ["--root-certificates", str(launch.root_certificates)]
@@ -70,11 +81,36 @@ def deploy(
     on_record: Callable[[dict], None] = lambda record: None,
     on_started: Callable[[LocalFederation], None] = lambda fed: None,
     resume: bool = False,
+    keep_temp: bool = False,
 ) -> str:
     """Run `scenario` on a fresh local federation (or, with `resume`, continue the
-    run in `run_dir` from its checkpoint); returns Flower's final run status."""
+    run in `run_dir` from its checkpoint); returns Flower's final run status.
+
+    The federation's working directory (/tmp/fvdeploy-*: certificates, node keys,
+    Flower's state database, process logs) is removed at the end unless `keep_temp`;
+    when the run did not complete, its process logs are first copied to
+    `run_dir/deploy-logs/`."""
     workdir = Path(tempfile.mkdtemp(prefix="fvdeploy-", dir="/tmp"))
-    with LocalFederation(workdir, nodes, secure=secure, node_command=fedvault_node_command) as fed:
+    status = ""
+    try:
+        status = _deploy_in(workdir, scenario, spec, overrides, nodes=nodes, run_dir=run_dir,
+                            secure=secure, on_record=on_record, on_started=on_started,
+                            resume=resume)
+        return status
+    finally:
+        if status != "finished:completed" and (workdir / "logs").is_dir():
+            with contextlib.suppress(OSError):  # best effort: never hide the run's own error
+                shutil.copytree(workdir / "logs", run_dir / "deploy-logs", dirs_exist_ok=True)
+        if not keep_temp:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _deploy_in(workdir: Path, scenario: str, spec: RunSpec, overrides: Mapping[str, str], *,
+               nodes: int, run_dir: Path, secure: bool, on_record: Callable[[dict], None],
+               on_started: Callable[[LocalFederation], None], resume: bool) -> str:
+    policy = tuple(node_policy_flags(spec))
+    with LocalFederation(workdir, nodes, secure=secure,
+                         node_command=lambda launch: fedvault_node_command(launch, policy)) as fed:
         on_started(fed)
         run_id = fed.submit(APP_DIR, run_config(scenario, overrides, run_dir, secure, resume))
         deadline, seen = time.monotonic() + run_timeout(spec), 0

@@ -8,10 +8,13 @@ execs flower-supernode, so its PID is the SuperNode's and signals reach it.
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from clients.dp_policy import ALLOW_AUDIT, MAX_EPSILON, MIN_NOISE_MULTIPLIER, REQUIRE_DP
 from simulations.deploy import supernode_command
 from simulations.processes import free_port
 
@@ -31,6 +34,11 @@ class NodeOptions:
     teacher: Path | None = None
     state_dir: Path | None = None
     port: int | None = None
+    # the node's own privacy floor (clients/dp_policy.py): enforced on this host
+    require_dp: bool = False
+    min_noise_multiplier: float = 0.0
+    max_epsilon: float = 0.0
+    allow_audit: bool = False
 
 
 def parse_partition(text: str) -> tuple[int, int]:
@@ -44,7 +52,7 @@ def parse_partition(text: str) -> tuple[int, int]:
     return i, n
 
 
-def node_config(opts: NodeOptions) -> dict[str, str | int]:
+def node_config(opts: NodeOptions) -> dict[str, str | int | float]:
     """The SuperNode's --node-config: where this node's data and private state live."""
     if (opts.data_dir is None) == (opts.partition is None):
         raise NodeArgumentError("give exactly one of --data-dir DIR or --partition i/n")
@@ -60,6 +68,23 @@ def node_config(opts: NodeOptions) -> dict[str, str | int]:
             if key == "teacher" and not path.is_file():
                 raise NodeArgumentError(f"--teacher {path} does not exist")
             config[key] = str(path.resolve())
+    return {**config, **_policy_config(opts)}
+
+
+def _policy_config(opts: NodeOptions) -> dict[str, str | int | float]:
+    for flag, value in (("--min-noise-multiplier", opts.min_noise_multiplier),
+                        ("--max-epsilon", opts.max_epsilon)):
+        if not math.isfinite(value) or value < 0:
+            raise NodeArgumentError(f"{flag} must be a finite number >= 0, got {value}")
+    config: dict[str, str | int | float] = {}  # numbers travel as TOML numbers
+    if opts.require_dp or opts.min_noise_multiplier or opts.max_epsilon:
+        config[REQUIRE_DP] = 1
+    if opts.min_noise_multiplier:
+        config[MIN_NOISE_MULTIPLIER] = float(opts.min_noise_multiplier)
+    if opts.max_epsilon:
+        config[MAX_EPSILON] = float(opts.max_epsilon)
+    if opts.allow_audit:
+        config[ALLOW_AUDIT] = 1
     return config
 
 
@@ -83,5 +108,22 @@ def node_argv(opts: NodeOptions) -> list[str]:
 
 def exec_node(opts: NodeOptions) -> None:
     argv = node_argv(opts)
+    precheck(opts)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.execvp(argv[0], argv)
+
+
+def precheck(opts: NodeOptions) -> None:
+    """Say why the Fleet API is unreachable before Flower's silent retry loop starts: a
+    certificate problem stops the node (retrying cannot fix it); a closed port is only
+    reported, since the SuperLink may still be starting (simulations/fleet_check.py)."""
+    from simulations.fleet_check import check_fleet
+
+    try:
+        problem = check_fleet(opts.superlink, None if opts.insecure else opts.root_certificates)
+    except ValueError as exc:
+        raise NodeArgumentError(str(exc)) from None
+    if problem is not None and problem.fatal:
+        raise NodeArgumentError(problem.message)
+    if problem is not None:
+        print(f"fedvault node: {problem.message}; the node keeps retrying", file=sys.stderr, flush=True)

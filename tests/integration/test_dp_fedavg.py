@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from server.run_dir import RunDirectory
 from simulations.processes import ProcessGroup
 from tests.audit_screenshot import CHROMIUM, MIN_PIXELS_PER_FIGURE, SKIP_REASON, figure_pixels
 from tests.conftest import REPO, isolated_env
@@ -152,3 +154,9 @@ def test_epsilon_keeps_composing_after_the_server_is_killed_and_resumed(
     full = {x["node"]: x["epsilon"] for x in _ledger(dp_run[0]) if x["round"] == 2}
     assert resumed == pytest.approx(full, rel=1e-9)
     assert "resumed from the checkpoint of round 1" in (killed / "events.log").read_text()
+    # Two DP runs with the same --seed: the same ε, but secret noise, so different models
+    # (a seeded-noise implementation ends both on the same arrays, bit for bit).
+    ours = RunDirectory(killed).load_checkpoint()[0]
+    theirs = RunDirectory(dp_run[0]).load_checkpoint()[0]
+    assert ours.keys() == theirs.keys()
+    assert not all(np.array_equal(ours[k], theirs[k]) for k in ours)

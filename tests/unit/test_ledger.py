@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from flwr.app import Array
 
 from clients.privacy import epsilon_of
-from protos.records import PRIVACY
+from protos.records import ARRAYS, PRIVACY
 from server.ledger import LEDGER_FILE, Ledger, PrivacyHooks, read_ledger
 from server.run_dir import RunDirectory
 from server.runner import Job, run_job
@@ -148,16 +150,48 @@ def test_a_node_whose_next_round_would_pass_the_budget_stops_and_the_run_ends_cl
     assert summary["epsilon"] == pytest.approx(3.07, abs=0.01)
 
 
-def test_a_dp_reply_without_its_ledger_entry_is_rejected(tmp_path):
+def test_a_dp_reply_without_its_ledger_entry_is_rejected_and_ledgered_as_unaccounted(tmp_path):
     def strip(node_id, reply):
         if node_id == 1000 and PRIVACY in reply.content:
             del reply.content[PRIVACY]
         return reply
 
-    _run(tmp_path, grid=InProcessGrid(_nodes(), tamper=strip), **{"num-server-rounds": "1"})
+    summary = _run(
+        tmp_path, grid=InProcessGrid(_nodes(), tamper=strip), **{"num-server-rounds": "1"}
+    )
     events = (tmp_path / "run" / "events.log").read_text()
     assert "update rejected: a DP-SGD reply must carry exactly one ledger entry" in events
-    assert {x["node"] for x in _ledger(tmp_path)} == {"p1"}
+    assert "a release the ledger cannot account" in events
+    lines = {x["node"]: x for x in _ledger(tmp_path)}
+    assert lines["p1"]["accepted"] is True and "unaccounted" not in lines["p1"]
+    assert lines["p0"]["accepted"] is False and lines["p0"]["unaccounted"] is True
+    assert summary["private"] is False and summary["unaccounted_nodes"] == ["p0"]
+
+
+def test_a_rejected_dp_reply_still_counts_toward_its_nodes_epsilon(tmp_path):
+    def poison(node_id, reply):  # a NaN weight: rejected before aggregation
+        if node_id == 1000 and ARRAYS in reply.content:
+            key = next(iter(reply.content[ARRAYS]))
+            bad = reply.content[ARRAYS][key].numpy().copy()
+            bad.flat[0] = np.nan
+            reply.content[ARRAYS][key] = Array(bad)
+        return reply
+
+    summary = _run(
+        tmp_path, grid=InProcessGrid(_nodes(), tamper=poison), **{"num-server-rounds": "2"}
+    )
+    p0 = [x for x in _ledger(tmp_path) if x["node"] == "p0"]
+    assert [x["accepted"] for x in p0] == [False, False]
+    assert "NaN" in p0[0]["rejected_reason"] and p0[1]["epsilon"] > p0[0]["epsilon"] > 0
+    assert summary["epsilon_by_node"]["p0"] == p0[-1]["epsilon"]
+
+
+def test_every_ledger_line_states_its_secret_randomness_and_its_planned_steps(tmp_path):
+    summary = _run(tmp_path, **{"num-server-rounds": "1"})
+    for line in _ledger(tmp_path):
+        assert line["rng"] == "os-csprng"
+        assert line["steps"] == line["steps_planned"] > 0
+    assert summary["private"] is True and summary["dp_randomness"] == ["os-csprng"]
 
 
 def test_client_level_dp_accounts_each_release_in_the_same_ledger_format(tmp_path):

@@ -45,3 +45,23 @@ def test_bad_partitions_are_refused(text):
 def test_bad_node_options_are_clear_errors(opts, needle):
     with pytest.raises(NodeArgumentError, match=re.escape(needle)):
         node_argv(NodeOptions("127.0.0.1:9092", port=9999, **opts))
+
+
+def test_a_nodes_privacy_floor_travels_in_its_own_node_config():
+    from clients.dp_policy import NodePolicy
+
+    argv = node_argv(NodeOptions("127.0.0.1:9092", insecure=True, partition="0/2", port=9999,
+                                 min_noise_multiplier=1.1, max_epsilon=4.0))
+    config = argv[argv.index("--node-config") + 1]
+    assert "require-dp" in config and "min-noise-multiplier" in config
+    from flwr.common.config import parse_config_args  # how the SuperNode reads it
+
+    policy = NodePolicy.of(parse_config_args([config]))
+    assert policy.require_dp and policy.min_noise_multiplier == 1.1 and policy.max_epsilon == 4.0
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_a_non_finite_or_negative_privacy_floor_is_refused(value):
+    with pytest.raises(NodeArgumentError, match="finite number >= 0"):
+        node_argv(NodeOptions("127.0.0.1:9092", insecure=True, partition="0/2", port=9999,
+                              min_noise_multiplier=value))
