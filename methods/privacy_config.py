@@ -78,10 +78,14 @@ class AuditConfig:
     canaries: int = 200
     """m: mislabeled black-box canaries over the whole federation, split evenly over the
     nodes; each is trained on iff its secret coin says IN (Steinke et al. 2023, Alg. 1).
-    The largest ε̂ an audit can show grows with m (m=200 → 4.2 at δ=1e-5)."""
+    The largest ε̂ an audit can show (its ceiling: every guess right) grows with m: at
+    δ=1e-5, s=0.05 and the report's Bonferroni-corrected (k₊, k₋) grid, m=200 → 3.49,
+    m=1000 → 4.58 (server/audit/canary.py max_measurable). A ceiling is not power: check
+    A7 asks for a measured positive control."""
     whitebox_canaries: int = 1000
-    """Dirac gradient canaries over the federation (sample-level DP runs only): each is a
-    virtual record whose clipped gradient is C·e_j, read back from the client updates."""
+    """Dirac gradient canaries over the federation (audited runs with sample-level DP or
+    without DP; not under client-level DP): each is a virtual record whose (clipped)
+    gradient is C·e_j (C = dp.max-grad-norm), read back from the client updates."""
     holdout_fraction: float = 0.1
     """Fraction of each node's data never trained on: the non-members of the MIA."""
     mia_examples: int = 500

@@ -5,12 +5,14 @@ A1 ledger re-derivation = reported ε · A2 ε monotone and within budget · A3 
 A4 sampling valid · A5 model DP-compatible · A6 every ε̂ <= ε, no ROC point above the
 profile bound · A7 audit strong enough · A8 null calibration · A12 no raw data ·
 A11 deposited (unlearned) data no longer distinguishable · A13 the noise actually added
-matches the σ the ledger claims.
+matches the σ the ledger claims · A14 clipping binds · A18 the model trained.
+A15-A17 (ledger integrity) live in server/audit/ledger_checks.py.
 Any FAIL makes `fedvault audit` exit 1.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -47,6 +49,7 @@ def a1_rederivation(report: dict, spec: RunSpec, scores: dict) -> dict[str, str]
         ):
             # the difference in units of the allowed one: > 1 fails
             excess = abs(rep - srv) / max(A1_RELATIVE * srv, A1_ABSOLUTE)
+            excess = excess if math.isfinite(excess) else math.inf  # NaN fails closed
             if excess > worst:
                 worst, where = excess, f"{node} round {rnd}: reported {rep:.4f}, server {srv:.4f}"
     return _check(
@@ -70,7 +73,7 @@ def a2_monotone_budget(report: dict, spec: RunSpec, scores: dict) -> dict[str, s
         for n, c in acct["per_client"].items()
         if any(b < a - 1e-9 for a, b in zip(c["epsilon_by_round"], c["epsilon_by_round"][1:]))
     ]
-    over = acct["epsilon"] > acct["budget"] + 1e-6
+    over = not acct["epsilon"] <= acct["budget"] + 1e-6  # NaN fails closed
     detail = (
         f"max ε {acct['epsilon']:.4f} (node {acct['worst_node']}) vs budget {acct['budget']:g}"
         + (f"; ε decreased for {problems}" if problems else "")
@@ -152,23 +155,32 @@ def a6_lower_le_upper(report: dict, spec: RunSpec, scores: dict) -> dict[str, st
 
 
 def a7_power(report: dict, spec: RunSpec, scores: dict) -> dict[str, str]:
-    name = "audit strong enough to test the claim"
-    audit = report["canary_audit"]
-    if not audit.get("applicable"):
-        return _check("A7", name, WARN, "no canaries: the audit cannot test any ε claim")
-    eps = report["accounting"].get("epsilon", float("inf"))
-    need = min(eps, 4.0)
-    ceiling = audit["max_measurable"]
-    detail = f"max measurable ε̂ with m={audit['m']}: {ceiling:.3f} (needs >= {need:.3f})"
+    """Passes on measured power only: the white-box positive control at σ/10 must refute
+    the claim. A ceiling (every guess right) says what an audit could show, not what it
+    shows; black-box canaries and the MIA have no measured control (notes, Lessons)."""
+    name = "audit strong enough to test the claim (measured positive control)"
+    acct = report["accounting"]
+    if not acct.get("private"):
+        return _check("A7", name, NA, "no DP claim to test (the run is not private)")
+    eps, white = acct["epsilon"], report["whitebox_canary_audit"]
+    control = white.get("positive_control", {})
+    others = "black-box canaries and MIA: positive control not measured (do not count)"
+    if not control.get("measured"):
+        why = control.get("reason") or white.get("reason", "no white-box canaries")
+        detail = f"audit under-powered: no measured control ({why}); {others}"
+        return _check("A7", name, WARN, detail)
+    tenth, full = control["sigma_factor_0.1"], control["sigma_factor_1"]
+    detail = (
+        f"white-box control: ε̂ = {tenth:.3f} with σ/10, {full:.3f} with σ (median of "
+        f"{control['repetitions']}), claimed ε = {eps:.3f}, ceiling {white['max_measurable']:.3f} "
+        f"with m={white['m']}; {others}"
+    )
     mia = report["mia"]
     if mia.get("applicable") and not mia["attacks"][mia["attack"]]["resolvable"]["0.001"]:
         detail += "; TPR@0.1% FPR not resolvable (< 1000 non-members)"
-    return _check(
-        "A7",
-        name,
-        PASS if ceiling >= need else WARN,
-        detail + ("" if ceiling >= need else ": audit under-powered"),
-    )
+    if tenth > eps:  # NaN ε fails closed: the comparison is False
+        return _check("A7", name, PASS, detail)
+    return _check("A7", name, WARN, "audit under-powered: " + detail)
 
 
 def a8_null(report: dict, spec: RunSpec, scores: dict) -> dict[str, str]:
@@ -242,6 +254,43 @@ def a13_noise(report: dict, spec: RunSpec, scores: dict) -> dict[str, str]:
     return _check("A13", name, FAIL if bad else PASS, detail)
 
 
+def a14_clipping(report: dict, spec: RunSpec, scores: dict) -> dict[str, str]:
+    name = "clipping binds (clip fraction > 0 in some round of each node)"
+    nodes = {
+        k: c["clip_fraction_by_round"]
+        for k, c in report["accounting"].get("per_client", {}).items()
+        if c["level"] == "sample"
+    }
+    if not nodes:
+        return _check("A14", name, NA, "no DP-SGD on the nodes")
+    never = sorted(k for k, f in nodes.items() if f and all(x == 0 for x in f))
+    unmeasured = sorted(
+        k for k, f in nodes.items() if not any(x is not None and math.isfinite(x) for x in f)
+    )
+    problems = []
+    if never:
+        problems.append(
+            f"clipping never bound on {never}: C may be far above the gradient norms, "
+            "or the clip measurement is broken"
+        )
+    if unmeasured:
+        problems.append(f"clip fraction not recorded on {unmeasured}")
+    detail = "; ".join(problems) or f"clipping bound in some round on all {len(nodes)} nodes"
+    return _check("A14", name, WARN if problems else PASS, detail)
+
+
+def a18_trained(report: dict, spec: RunSpec, scores: dict) -> dict[str, str]:
+    name = "the model trained (not diverged, above chance)"
+    training = report["training"]
+    if training["warning"]:
+        return _check("A18", name, WARN, training["warning"])
+    if training["final_accuracy"] is None:
+        return _check("A18", name, NA, "no final accuracy in metrics.jsonl")
+    chance = training["chance"]
+    versus = f" vs chance {chance:.4f}" if chance is not None else " (no class count: no chance)"
+    return _check("A18", name, PASS, f"final accuracy {training['final_accuracy']:.4f}{versus}")
+
+
 CHECKS: list[Callable[[dict, RunSpec, dict], dict[str, str]]] = [
     a1_rederivation,
     a2_monotone_budget,
@@ -254,6 +303,8 @@ CHECKS: list[Callable[[dict, RunSpec, dict], dict[str, str]]] = [
     a11_unlearning,
     a12_no_raw_data,
     a13_noise,
+    a14_clipping,
+    a18_trained,
 ]
 
 

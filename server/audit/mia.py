@@ -67,6 +67,13 @@ def clopper_pearson_epsilon(
     return float(best) if math.isfinite(best) else 0.0
 
 
+def max_measurable(n_in: int, n_out: int, delta: float, significance: float = 0.05) -> float:
+    """This attack's ceiling: the CP ε̂ of members and non-members perfectly separated, with
+    as many (distinct) scores as the attack had; no other audit's m or grid enters it."""
+    members = np.arange(n_out, n_out + n_in, dtype=float)
+    return clopper_pearson_epsilon(members, np.arange(n_out, dtype=float), delta, significance)
+
+
 def profile_violations(
     members: np.ndarray,
     nonmembers: np.ndarray,
@@ -102,6 +109,7 @@ def attack_summary(
         "resolvable": {str(f): len(nonmembers) >= 1 / f for f in FPR_LEVELS},
         "advantage": float(np.max(tpr - fpr)),
         "epsilon_lower_bound": clopper_pearson_epsilon(members, nonmembers, delta, significance),
+        "max_measurable": max_measurable(len(members), len(nonmembers), delta, significance),
         "members": len(members),
         "nonmembers": len(nonmembers),
         "roc": {"fpr": fpr[keep].round(6).tolist(), "tpr": tpr[keep].round(6).tolist()},

@@ -10,7 +10,6 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -18,7 +17,8 @@ matplotlib.use("Agg")  # no display: the server renders headless
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from server.audit.phase import pooled_canaries, pooled_mia  # noqa: E402
+from server.audit.phase import mia_nodes, pooled_canaries, pooled_mia  # noqa: E402
+from server.audit.sections import sections  # noqa: E402
 
 _STATUS_COLOUR = {"PASS": "#1a7f37", "WARN": "#b26b00", "FAIL": "#c62828", "N/A": "#666"}
 
@@ -47,7 +47,8 @@ def _epsilon_figure(report: dict, out: Path, figures: dict) -> None:
             color=line.get_color(),
             label=f"{node} (server {c['server_accountant']})",
         )
-        right.plot(c["rounds_trained"], c["clip_fraction_by_round"], marker=".", label=node)
+        clipped = np.asarray(c["clip_fraction_by_round"], dtype=float)  # None → NaN: a gap
+        right.plot(c["rounds_trained"], clipped, marker=".", label=node)
     left.axhline(acct["budget"], color="k", lw=1, ls=":", label="budget")
     left.set(xlabel="round", ylabel=f"ε at δ={acct['delta']:g}", title="privacy spent per node")
     right.set(
@@ -67,13 +68,23 @@ def _audit_figure(report: dict, out: Path, figures: dict) -> None:
     for name, audit in audits.items():
         points = np.asarray(audit["by_guesses"], float).reshape(-1, 3)
         dots = ax.scatter(points[:, 0], points[:, 2], s=14, label=f"{name} (m={audit['m']})")
+        colour = dots.get_facecolor()[0] if len(points) else None  # m < 10: no grid point
         ax.axhline(
             audit["max_measurable"],
             ls=":",
             lw=1,
-            color=dots.get_facecolor()[0],
-            label=f"{name} max measurable",
+            color=colour,
+            label=f"{name} ceiling (its own m and grid)",
         )
+        control = audit.get("positive_control", {})
+        if control.get("measured"):
+            ax.axhline(
+                control["sigma_factor_0.1"],
+                ls="--",
+                lw=1,
+                color=colour,
+                label=f"{name} positive control, σ/10",
+            )
     eps = report["accounting"].get("epsilon")
     if eps is not None:
         ax.axhline(eps, color="k", lw=1.5, label=f"accountant ε={eps:.2f}")
@@ -120,9 +131,11 @@ def _roc_figure(report: dict, out: Path, figures: dict) -> None:
 
 def _histogram_figure(scores: dict, out: Path, figures: dict) -> None:
     y, coins = pooled_canaries(scores, "confidence")
-    if not len(y):
+    if not mia_nodes(scores) or not len(y):
         return
     members, nonmembers = pooled_mia(scores, "loss")
+    if not all(np.isfinite(a).all() for a in (y, members, nonmembers)):
+        return  # a diverged model's NaN scores have no histogram (check A18 says why)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     bins = np.linspace(min(members.min(), nonmembers.min()), 0, 40)
     left.hist(members, bins=bins, alpha=0.6, density=True, label="members")
@@ -146,174 +159,12 @@ def write_figures(report: dict, scores: dict, out: Path) -> dict[str, bytes]:
     return figures
 
 
-# --- text: one list of sections, rendered twice (markdown and HTML) ---------------------------
-def _f(value: Any, digits: int = 4) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
-
-
-def _sections(report: dict) -> list[tuple[str, str, list[str], list[list[str]]]]:
-    """(title, paragraph, table header, table rows) in reading order."""
-    acct, run, mia = report["accounting"], report["run"], report["mia"]
-    black, white = report["canary_audit"], report["whitebox_canary_audit"]
-    claim = (
-        f"Each record of node k is (ε_k, δ={acct['delta']:g})-DP ({acct['level']} level, "
-        f"{acct['accountant']} accountant); max ε_k = {acct['epsilon']:.4f} "
-        f"(budget {acct['budget']:g})."
-        if acct.get("private")
-        else "The run is not differentially private: there is no formal guarantee."
-    )
-    verdict = [
-        ["verdict", report["verdict"]],
-        ["guarantee", claim],
-        ["test accuracy", _f(run["accuracy"])],
-        [
-            "canary ε̂ black-box / white-box",
-            f"{_f(black.get('epsilon_lower_bound'))} / {_f(white.get('epsilon_lower_bound'))}"
-            f" (max measurable {_f(black.get('max_measurable'))})",
-        ],
-        [
-            "MIA AUC, TPR@0.1% / 1% FPR",
-            f"{_f(mia.get('auc'))}, "
-            + " / ".join(_f(mia.get("tpr_at_fpr", {}).get(k)) for k in ("0.001", "0.01")),
-        ],
-    ]
-    scope = (
-        "Unit: one record of one node (sample level) or one node's data (client level); "
-        "relation add/remove-one; releases: every model update the node sends. The server "
-        "sees every client update (no secure aggregation): the white-box audit uses that. "
-        "Not covered: hyper-parameter tuning, evaluation metrics, run metadata."
-    )
-    guarantee = [
-        [
-            k,
-            _f(c["n"]),
-            _f(c["batch_size"]),
-            _f(c["q"]),
-            _f(c["sigma"]),
-            _f(c["C"]),
-            _f(c["rounds"]),
-            _f(c["steps"]),
-            _f(c["epsilon"]),
-            _f(c["epsilon_server_rdp"]),
-            _f(c["epsilon_server_pld"]),
-            _f(c["epsilon_at_delta"].get("1e-06")),
-        ]
-        for k, c in sorted(acct.get("per_client", {}).items())
-    ]
-    audits = [
-        [
-            name,
-            _f(a.get("m")),
-            _f(a.get("in")),
-            _f(a.get("epsilon_lower_bound")),
-            _f(a.get("guesses")),
-            _f(a.get("correct")),
-            _f(a.get("k_plus")),
-            _f(a.get("k_minus")),
-            _f(a.get("grid_size")),
-            _f(a.get("max_measurable")),
-        ]
-        for name, a in (
-            ("black-box (mislabeled, confidence)", black),
-            ("white-box (Dirac gradient)", white),
-        )
-        if a.get("applicable")
-    ]
-    attacks = [
-        [k, _f(a["auc"])]
-        + [_f(a["tpr_at_fpr"][f]) for f in ("0.001", "0.01", "0.1")]
-        + [
-            _f(a["advantage"]),
-            _f(a["epsilon_lower_bound"]),
-            ", ".join(f"{n} {v:.3f}" for n, v in sorted(a["per_client"].items())),
-        ]
-        for k, a in mia.get("attacks", {}).items()
-    ]
-    probe = [
-        [k, _f(v["sigma_ledger"]), _f(v["ratio"]), _f(v["chi2"]), _f(v["dof"]), _f(v["p_value"])]
-        for k, v in sorted(report["noise_probe"].items())
-    ]
-    checks = [[c["id"], c["name"], c["status"], c["detail"]] for c in report["checks"]]
-    provenance = [
-        ["schema", report["schema"]],
-        ["run directory", run["dir"]],
-        ["scenario / method / seed", f"{run['scenario']} / {run['method']} / {run['seed']}"],
-        ["config sha256", run["config_sha256"]],
-        *[[k, v] for k, v in sorted(run["versions"].items())],
-    ]
-    return [
-        ("1. Verdict", "", ["", ""], verdict),
-        ("2. Threat model and scope", scope, [], []),
-        (
-            "3. Formal guarantee per node",
-            "ε re-derived by the server from ledger.jsonl with "
-            "dp-accounting (RDP and PLD) beside the node's own Opacus figure.",
-            [
-                "node",
-                "n",
-                "B",
-                "q",
-                "σ",
-                "C",
-                "rounds",
-                "steps",
-                "ε node",
-                "ε RDP",
-                "ε PLD",
-                "ε at δ=1e-6",
-            ],
-            guarantee,
-        ),
-        (
-            "4. One-run canary audit",
-            "Steinke, Nasr, Jagielski (NeurIPS 2023): ε̂ holds with "
-            "probability >= 1 − s; Bonferroni over the (k₊, k₋) grid. Black-box audits of the last "
-            "model land far below ε: that is expected, not a flaw.",
-            ["canaries", "m", "IN", "ε̂", "guesses r", "correct v", "k₊", "k₋", "grid", "max ε̂"],
-            audits,
-        ),
-        (
-            "5. Membership inference",
-            "Members: scored training examples; non-members: each "
-            "node's held-out examples. ε̂ from Clopper–Pearson bounds on TPR/FPR.",
-            ["attack", "AUC", "TPR@0.1%", "TPR@1%", "TPR@10%", "advantage", "ε̂", "AUC per node"],
-            attacks,
-        ),
-        (
-            "6. Noise calibration probe",
-            "One DP step with zero per-example gradients: the update is "
-            "pure noise; ratio = applied noise / noise the ledger claims (1 when right).",
-            ["node", "σ ledger", "ratio", "χ²", "dof", "p"],
-            probe,
-        ),
-        (
-            "7. Unlearning",
-            report["unlearning"].get("reason", ""),
-            ["model", "MIA AUC (deposited vs never-seen)", "acc. kept classes", "acc. deposited"],
-            [
-                [m, _f(v["mia_auc"]), _f(v["pre_acc"]), _f(v["dep_acc"])]
-                for m, v in report["unlearning"].get("stages", {}).items()
-            ],
-        ),
-        ("8. Checks", "", ["id", "check", "status", "detail"], checks),
-        ("9. Privacy events", "<br>".join(report["events"]) or "none", [], []),
-        ("10. Provenance", "", ["", ""], provenance),
-        (
-            "11. How to read",
-            "The accountant's ε is an upper bound if code and proof are right; "
-            "audits give statistical lower bounds. A lower bound above the upper bound is an "
-            "implementation bug (check A6); a lower bound far below it is normal.",
-            [],
-            [],
-        ),
-    ]
-
-
+# --- text: server/audit/sections.py, rendered twice (markdown and HTML) -------------------
 def render_markdown(report: dict) -> str:
     lines = [f"# Privacy audit report — {report['verdict']}", ""]
-    for title, text, header, rows in _sections(report):
+    if report["training"]["warning"]:  # first: it voids every empirical figure below
+        lines += [f"> **WARNING: {report['training']['warning']}**", ""]
+    for title, text, header, rows in sections(report):
         lines += [f"## {title}", ""]
         if text:
             lines += [text.replace("<br>", "  \n"), ""]
@@ -333,7 +184,9 @@ def render_html(report: dict, figures: dict[str, bytes]) -> str:
         f'<h1>Privacy audit report <span class="badge" style="background:{colour}">'
         f"{report['verdict']}</span></h1>"
     ]
-    for title, text, header, rows in _sections(report):
+    if report["training"]["warning"]:  # first: it voids every empirical figure below
+        body.append(f'<p class="warning">WARNING: {html.escape(report["training"]["warning"])}</p>')
+    for title, text, header, rows in sections(report):
         body.append(f"<h2>{html.escape(title)}</h2>")
         if text:
             body.append("<p>" + "<br>".join(html.escape(t) for t in text.split("<br>")) + "</p>")
@@ -356,6 +209,7 @@ def render_html(report: dict, figures: dict[str, bytes]) -> str:
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
         "padding:3px 7px;font-size:13px;text-align:left}.badge{color:#fff;padding:2px 10px;"
         "border-radius:4px}img.figure{max-width:100%;border:1px solid #ddd}"
+        ".warning{background:#fff3cd;border:2px solid #b26b00;padding:.6em;font-weight:bold}"
     )
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Privacy audit report</title>"

@@ -83,6 +83,11 @@ def test_the_report_carries_the_fields_reviewers_and_tests_rely_on(audited):
         "A8",
         "A12",
         "A13",
+        "A14",
+        "A15",
+        "A16",
+        "A17",
+        "A18",
     }
     assert report["canary_audit"]["m"] == 90 and report["canary_audit"]["epsilon_lower_bound"] >= 0
     assert 0.0 <= report["mia"]["auc"] <= 1.0 and set(report["mia"]["tpr_at_fpr"]) == {
@@ -96,9 +101,22 @@ def test_the_report_carries_the_fields_reviewers_and_tests_rely_on(audited):
     assert report["accounting"]["epsilon"] == audited[1]["epsilon"]
 
 
+def test_the_white_box_audit_measures_its_power_on_the_runs_own_design(audited):
+    report = json.loads((audited[0] / "audit" / "report.json").read_text())
+    white = report["whitebox_canary_audit"]
+    control = white["positive_control"]
+    # a 10x noise bug is far more visible than honest noise, and never above the ceiling
+    assert control["measured"] and control["sigma_factor_0.1"] > control["sigma_factor_1"]
+    assert control["sigma_factor_0.1"] <= white["max_measurable"] + 1e-9
+    assert white["outcome"].startswith("not refuted")
+    # ε = 8 is beyond what even the σ/10 control reaches: A7 must not pass on the ceiling
+    assert control["sigma_factor_0.1"] < report["accounting"]["epsilon"]
+    assert _status(report, "A7") == "WARN"
+
+
 def test_an_honest_run_passes_the_implementation_checks(audited):
     report = json.loads((audited[0] / "audit" / "report.json").read_text())
-    for check in ("A1", "A2", "A4", "A5", "A6", "A8", "A12", "A13"):
+    for check in ("A1", "A2", "A4", "A5", "A6", "A8", "A12", "A13", "A15", "A16"):
         assert _status(report, check) == "PASS", report["checks"]
 
 
