@@ -148,7 +148,8 @@ def _noise_probe(
     data: ArrayDataset,
     rnd: int,
 ) -> dict[str, float]:
-    from clients.privacy import load_history, noise_probe  # Opacus: DP runs only
+    from clients.noise_probe import noise_probe  # Opacus: DP runs only
+    from clients.privacy import load_history
 
     server = [(e.noise_multiplier, e.sample_rate, int(e.steps)) for e in ledger_entries(content)]
     history = load_history(context.state, server, spec.dp.accountant)

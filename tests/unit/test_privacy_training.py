@@ -16,11 +16,11 @@ from clients.privacy import (
     load_history,
     make_dp_compatible,
     noise_multiplier_for,
-    noise_probe,
     planned_steps,
     sample_rate,
     save_history,
 )
+from clients.noise_probe import noise_probe
 from clients.training import train_locally
 from methods.audit_plan import WhiteboxPlan
 from methods.base import Method, parse_run_spec
