@@ -31,6 +31,15 @@ def describe_node(node_config: Mapping) -> tuple[int, int, str]:
     return int(node_config[PARTITION_ID]), int(node_config[NUM_PARTITIONS]), "partition"
 
 
+def node_example_count(spec: RunSpec, node_config: Mapping) -> int:
+    """How many training examples this node holds under `spec` (its NodeInfo declares
+    it; the server bounds each train reply's num-examples by it)."""
+    from methods.registry import get_method  # the registry imports every method
+
+    method = get_method(spec.method_name)
+    return len(node_train_data(method, spec, node_config))
+
+
 def node_train_data(method: Method, spec: RunSpec, node_config: Mapping) -> ArrayDataset:
     pid, num_partitions, _ = describe_node(node_config)
     if pid < 0:

@@ -21,6 +21,7 @@ from torch import nn
 
 from methods.common.datasets import ArrayDataset, load_dataset
 from methods.config import (
+    Bound,
     ConfigError,
     kebab,
     DataConfig,
@@ -50,12 +51,18 @@ class LocalTrainingConfig:
     weight_decay: float = 0.0
     """L2 penalty."""
 
+    # Valid ranges (methods/config.py check_bounds, with the method's prefix: `fedavg.lr`);
+    # batch-size is also checked against the data before a run starts (preflight).
+    BOUNDS = {
+        "local_epochs": Bound(0, 1_000),
+        "batch_size": Bound(1),
+        "lr": Bound(0, open_low=True),
+        "momentum": Bound(0, 1, open_high=True),  # torch refuses < 0; >= 1 never converges
+        "weight_decay": Bound(0),  # torch refuses < 0 inside every client
+    }
+
     def validate(self) -> None:
-        if self.local_epochs < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError(
-                "local-epochs must be >= 0, batch-size >= 1 and lr > 0 "
-                f"(got {self.local_epochs}, {self.batch_size}, {self.lr})"
-            )
+        pass  # subclasses call super().validate(); the ranges are BOUNDS
 
 
 STRATEGY_SAMPLING: dict[str, Any] = {"fraction_train": 1.0, "fraction_evaluate": 0.0,
@@ -194,17 +201,13 @@ def _sampled_per_round(fed: FederationConfig) -> int:
 
 
 def _validate_federation(fed: FederationConfig) -> None:
+    """What depends on several keys (each key's own range: FederationConfig.BOUNDS)."""
     problems = []
-    if fed.num_server_rounds < 1:
-        problems.append("num-server-rounds must be >= 1")
-    if fed.num_clients < 1:
-        problems.append("num-clients must be >= 1")
-    if not 0.0 < fed.fraction_train <= 1.0:
-        problems.append("fraction-train must be in (0, 1]")
     if not 1 <= fed.min_nodes <= fed.num_clients:
-        problems.append("min-nodes must be in [1, num-clients]")
-    if fed.round_timeout <= 0 or fed.node_wait_timeout <= 0:
-        problems.append("round-timeout and node-wait-timeout must be > 0 seconds")
+        problems.append(f"min-nodes must be in [1, num-clients={fed.num_clients}] (got {fed.min_nodes})")
+    if not fed.byzantine_nodes <= fed.num_clients:
+        problems.append(f"byzantine-nodes must be in [0, num-clients={fed.num_clients}] "
+                        f"(got {fed.byzantine_nodes})")
     if fed.aggregation not in AGGREGATIONS:
         problems.append(f"aggregation must be one of {', '.join(AGGREGATIONS)} (got {fed.aggregation!r})")
     sampled = _sampled_per_round(fed)
@@ -339,10 +342,10 @@ class Method(ABC):
         prefix = spec.method_name + "."
         for f in dataclasses.fields(cfg):
             value = getattr(cfg, f.name)
-            if f.name.endswith("_classes") and any(int(c) >= num_classes for c in value):
+            if f.name.endswith("_classes") and any(not 0 <= int(c) < num_classes for c in value):
                 raise ConfigError(f"{prefix}{kebab(f.name)}={list(value)}: the data set "
                                   f"{spec.data.dataset!r} has classes 0..{num_classes - 1} only")
-            if f.name.endswith("_partition") and int(value) >= fed.num_clients:
+            if f.name.endswith("_partition") and not 0 <= int(value) < fed.num_clients:
                 raise ConfigError(f"{prefix}{kebab(f.name)}={value}: the federation has partitions "
                                   f"0..{fed.num_clients - 1} only (num-clients={fed.num_clients})")
 

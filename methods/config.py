@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -19,6 +20,54 @@ from typing import Any, Mapping
 
 class ConfigError(ValueError):
     """A configuration key or value is invalid; the message names the valid choices."""
+
+
+# Every int a config holds must fit a 64-bit field (numpy, torch seeds, protobuf).
+INT64 = (-(2**63), 2**63 - 1)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The valid range of a numeric config field; `open_*` excludes that end."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def admits(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        if self.high is not None and (value >= self.high if self.open_high else value > self.high):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.open_low else '['}{low}, {high}{')' if self.open_high else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.open_low else '>='} {low}"
+        return f"{'<' if self.open_high else '<='} {high}"
+
+
+def _number(x: float | None) -> str:
+    return str(int(x)) if x is not None and float(x).is_integer() else str(x)
+
+
+def check_bounds(obj: Any, prefix: str = "") -> None:
+    """Refuse fields outside the ranges their class declares in `BOUNDS` (python names).
+
+    One line for every offending key, each naming the key and its valid range."""
+    problems = []
+    for name, bound in getattr(type(obj), "BOUNDS", {}).items():
+        value = getattr(obj, name)
+        for item in value if isinstance(value, tuple) else (value,):
+            if not bound.admits(item):
+                problems.append(f"{prefix}{kebab(name)} must be {bound} (got {item!r})")
+                break
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -47,6 +96,18 @@ class FederationConfig:
     byzantine_nodes: int = 1
     """f, the poisoned updates per round robust aggregation must tolerate: Krum's number of
     malicious nodes; trimmed-mean cuts f of the sampled updates from each end."""
+
+    # Valid ranges (check_bounds); min-nodes and byzantine-nodes depend on num-clients and
+    # are checked with it (methods/base.py), num-clients against the data (preflight).
+    BOUNDS = {
+        "num_server_rounds": Bound(1, 100_000),
+        "num_clients": Bound(1, 1_000_000),
+        "fraction_train": Bound(0, 1, open_low=True),
+        "round_timeout": Bound(0, 86_400, open_low=True),  # a day; the header's round is uint32
+        "node_wait_timeout": Bound(0, 86_400, open_low=True),
+        "seed": Bound(0, 2**32 - 1),  # numpy's legacy seeding and every RNG the methods use
+        "byzantine_nodes": Bound(0),
+    }
 
 
 @dataclass(frozen=True)
@@ -106,11 +167,19 @@ def _parse_value(raw: Any, typ: Any, key: str) -> Any:
         if typ is int:
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError(raw)
-            return int(raw)
+            value = int(raw)
+            if not INT64[0] <= value <= INT64[1]:
+                raise ConfigError(f"{key} must be a 64-bit integer (got {raw!r})")
+            return value
         if typ is float:
             if isinstance(raw, bool):
                 raise ValueError(raw)
-            return float(raw)
+            value = float(raw)
+            # Checked once here for every section (federation, data, method, dp, audit):
+            # NaN passes every `x <= 0` test below it, and inf is never a sane setting.
+            if not math.isfinite(value):
+                raise ConfigError(f"{key} must be a finite number (got {raw!r})")
+            return value
         if typ is str:
             return str(raw)
         if origin is tuple:
@@ -119,7 +188,9 @@ def _parse_value(raw: Any, typ: Any, key: str) -> Any:
                 s for s in str(raw).replace(" ", "").split(",") if s
             ]
             return tuple(_parse_value(item, item_type, key) for item in items)
-    except (TypeError, ValueError) as exc:
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"{key}: cannot read {raw!r} as {_type_name(typ)}") from exc
     raise TypeError(f"unsupported config field type {typ!r} for {key}")
 
@@ -146,6 +217,7 @@ def build_dataclass(cls: type, values: Mapping[str, Any], prefix: str = "") -> A
         if key in values
     }
     obj = cls(**kwargs)
+    check_bounds(obj, prefix)
     validate = getattr(obj, "validate", None)
     if validate is not None:
         validate()

@@ -32,6 +32,10 @@ class Job:
     resume: bool = False
     deployment: dict[str, Any] = field(default_factory=lambda: {"transport": "simulation"})
     progress: Callable[[dict[str, Any]], None] = lambda record: None
+    # The run's own result, set by run_job: the summary, or why it failed. The CLI's exit
+    # code comes from these (a summary.json left by an earlier attempt proves nothing).
+    result: dict[str, Any] | None = None
+    error: str | None = None
 
 
 def _versions() -> dict[str, str]:
@@ -45,9 +49,9 @@ def _versions() -> dict[str, str]:
 def open_run(job: Job) -> tuple[RunDirectory, RunSpec, dict[str, Any]]:
     """The run directory, the spec and the starting state (fresh or from the checkpoint)."""
     if job.resume:
-        run = RunDirectory.open_existing(job.run_dir)
+        run, arrays, state = RunDirectory.open_for_resume(job.run_dir)  # or refused, untouched
         spec = parse_run_spec(run.config()["run"])
-        arrays, state = run.load_checkpoint()
+        run.drop_unterminated_lines()
         run.truncate_metrics_after(int(state["round"]))
         run.log_event(f"resumed from the checkpoint of round {state['round']}")
         return run, spec, {**state, "arrays": arrays}
@@ -66,6 +70,16 @@ def open_run(job: Job) -> tuple[RunDirectory, RunSpec, dict[str, Any]]:
 
 
 def run_job(grid: Grid, job: Job) -> dict[str, Any]:
+    job.result, job.error = None, None
+    try:
+        job.result = _run_job(grid, job)
+    except BaseException as exc:
+        job.error = f"{type(exc).__name__}: {exc}"
+        raise
+    return job.result
+
+
+def _run_job(grid: Grid, job: Job) -> dict[str, Any]:
     started = time.perf_counter()
     run, spec, state = open_run(job)
     torch.set_num_threads(1)  # the ServerApp shares 2 cores with the clients

@@ -28,12 +28,26 @@ def scenario_description(name: str) -> str:
 
 
 def scenario_path(name: str) -> Path:
-    path = SCENARIO_DIR / f"{name}.toml"
-    if not path.is_file():
-        raise ConfigError(
-            f"unknown scenario {name!r}; available scenarios: {', '.join(scenario_names())}"
-        )
-    return path
+    """A registered scenario name, or an explicit path to a `.toml` file; nothing else.
+
+    A name is never read as a path (`../x` is not a scenario), and a path must say so
+    by its `.toml` suffix."""
+    if name in scenario_names():
+        return SCENARIO_DIR / f"{name}.toml"
+    if name.endswith(".toml"):
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"scenario file {name!r} does not exist")
+        return path
+    raise ConfigError(
+        f"unknown scenario {name!r}; available scenarios: {', '.join(scenario_names())} "
+        "(or a path to a .toml file)"
+    )
+
+
+def scenario_label(name: str) -> str:
+    """What a run directory is named after: the scenario name, or the file's stem."""
+    return Path(name).stem if name.endswith(".toml") else name
 
 
 def flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -47,8 +61,14 @@ def flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def load_scenario(name: str) -> dict[str, Any]:
-    with open(scenario_path(name), "rb") as fh:
-        return flatten(tomllib.load(fh))
+    path = scenario_path(name)
+    try:
+        with open(path, "rb") as fh:
+            return flatten(tomllib.load(fh))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"scenario {name!r} is not valid TOML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"scenario {name!r} cannot be read: {exc}") from exc
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, str]:

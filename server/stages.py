@@ -22,6 +22,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from methods.base import STRATEGY_SAMPLING, Method, RunSpec, Stage, StageResult
 from protos.records import from_array_record, to_array_record
+from server.divergence import STATE_KEY as DIVERGENCE_KEY
 from server.federation import Federation
 from server.rounds import Progress, run_rounds, save_state
 from server.run_dir import RunDirectory
@@ -121,6 +122,7 @@ def run_stages(
             state.update(stage_index=index, stage_started=stage.name, stage_start=state["round"],
                          arrays=method.stage_arrays(stage_spec, stage, finished))
             history[stage.name] = []
+            state.pop(DIVERGENCE_KEY, None)  # each stage is its own training run
         extras = _run_one(fed, method, stage_spec, stage, run, state, progress)
         run.save_stage(stage.name, state["arrays"])
         finished[stage.name] = StageResult(history[stage.name], dict(state["arrays"]))

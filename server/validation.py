@@ -1,12 +1,15 @@
 """Reject bad client updates before they reach aggregation.
 
 A reply is checked against the global model it answers: the same keys, shapes
-and dtypes, only finite values, a positive example count, and a bounded size.
+and dtypes, only finite values, a bounded size, and an example count that is a
+positive integer no larger than what the node may hold (FedAvg weighs the update
+by it: an unbounded count would let one node set the model alone).
 The reason of a rejection is a short sentence that goes to events.log.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import numpy as np
@@ -20,16 +23,20 @@ def check_update(
     template: Mapping[str, np.ndarray],
     *,
     max_bytes: int,
+    max_examples: int | None = None,
 ) -> str | None:
-    """None when the update may be aggregated, else why not."""
+    """None when the update may be aggregated, else why not.
+
+    `max_examples`: the most examples this node may claim (Federation.example_bound)."""
     arrays = content.get(ARRAYS)
     metrics = content.get(METRICS)
     if not isinstance(arrays, ArrayRecord):
         return "reply has no ArrayRecord 'arrays'"
     if not isinstance(metrics, MetricRecord) or "num-examples" not in metrics:
         return "reply has no MetricRecord 'metrics' with 'num-examples'"
-    if not np.isfinite(metrics["num-examples"]) or metrics["num-examples"] <= 0:
-        return f"num-examples must be > 0 (got {metrics['num-examples']})"
+    reason = _check_examples(metrics["num-examples"], max_examples)
+    if reason:
+        return reason
     if set(arrays) != set(template):
         missing = sorted(set(template) - set(arrays))[:3]
         extra = sorted(set(arrays) - set(template))[:3]
@@ -41,6 +48,17 @@ def check_update(
         reason = _check_array(key, arrays[key], ref)
         if reason:
             return reason
+    return None
+
+
+def _check_examples(count, max_examples: int | None) -> str | None:
+    if isinstance(count, bool) or not isinstance(count, (int, float)):
+        return f"num-examples must be a number, not {type(count).__name__} ({str(count)[:40]})"
+    if not math.isfinite(count) or count != int(count) or count <= 0:
+        return f"num-examples must be a positive integer (got {count!r})"
+    if max_examples is not None and count > max_examples:
+        return (f"num-examples {int(count)} exceeds {max_examples}, what the node may hold "
+                "(its declared examples times the local epochs)")
     return None
 
 

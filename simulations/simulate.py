@@ -79,4 +79,9 @@ def round_line(record: dict[str, Any], total: int) -> str:
     if "replies" in record:
         parts.append(f"replies {record['replies']}/{record.get('sampled')}")
     parts.append(f"{record.get('seconds', 0):.1f}s")
-    return "  ".join(parts)
+    line = "  ".join(parts)
+    if record.get("warning"):  # e.g. training diverged (server/divergence.py)
+        from rich.markup import escape
+
+        line += f"\n[bold yellow]warning:[/] [yellow]{escape(str(record['warning']))}[/]"
+    return line

@@ -52,3 +52,17 @@ def test_garbage_array_bytes_are_rejected_not_crashing():
     })
     content = RecordDict({"arrays": record, "metrics": MetricRecord({"num-examples": 3})})
     assert check_update(content, TEMPLATE, max_bytes=10_000) is not None
+
+
+# --- num-examples is untrusted input (issue: input hardening, item 1) ---------------------
+
+@pytest.mark.parametrize("examples", [[3, 4], [1.0], 2.5, float("nan"), float("inf"), 0, -3])
+def test_an_example_count_that_is_not_a_positive_integer_is_rejected_not_crashing(examples):
+    reason = check_update(reply(TEMPLATE, examples), TEMPLATE, max_bytes=10_000)
+    assert reason is not None and "num-examples" in reason
+
+
+def test_an_example_count_beyond_what_the_node_holds_is_rejected():
+    reason = check_update(reply(TEMPLATE, 1e15), TEMPLATE, max_bytes=10_000, max_examples=600)
+    assert reason is not None and "exceeds 600" in reason
+    assert check_update(reply(TEMPLATE, 600), TEMPLATE, max_bytes=10_000, max_examples=600) is None
