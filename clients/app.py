@@ -16,7 +16,8 @@ from typing import Callable
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients.node_data import describe_node
+from clients.dp_policy import NodePolicy
+from clients.node_data import describe_node, node_example_count
 from clients.phases import PHASES
 from methods.base import RunSpec
 from protos import fedvault_pb2 as pb
@@ -46,6 +47,8 @@ def _dispatch(msg: Message, context: Context) -> RecordDict:
     if header.phase not in PHASES:
         raise ValueError(f"unknown phase {header.phase!r}; this node knows {sorted(PHASES)}")
     spec = _run_spec(header.config_json)
+    # the node's own privacy floor, before any phase touches its records
+    NodePolicy.of(context.node_config).check_phase(spec, header.phase, header.round)
     return PHASES[header.phase](spec, header, msg.content, context)
 
 
@@ -60,10 +63,22 @@ def _run_spec(config_json: str) -> RunSpec:
 def info(msg: Message, context: Context) -> Message:
     def work() -> RecordDict:
         pid, num_partitions, source = describe_node(context.node_config)
-        payload = pb.NodeInfo(partition_id=pid, num_partitions=num_partitions, data_source=source)
+        payload = pb.NodeInfo(partition_id=pid, num_partitions=num_partitions, data_source=source,
+                              num_examples=_example_count(msg, context))
         return RecordDict({CONFIG: ConfigRecord({"info": encode(payload)})})
 
     return _guarded(msg, work)
+
+
+def _example_count(msg: Message, context: Context) -> int:
+    """The node's training examples under the run config of the info request; 0 (not
+    declared: the server falls back to a federation-wide bound) when they cannot be
+    counted, so a node whose data fail to load still answers and reports that failure
+    where it trains, with the round."""
+    try:
+        return node_example_count(_run_spec(read_header(msg).config_json), context.node_config)
+    except Exception:  # noqa: BLE001 - the count is advisory; training reports the cause
+        return 0
 
 
 @app.train()

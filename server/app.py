@@ -14,17 +14,18 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from server.deployment import deployment_facts
 from server.run_dir import default_run_dir
 from server.runner import Job, run_job
 from server.scenario import parse_overrides, resolve, split_override_string
 
 
-def job_from_run_config(run_config: dict) -> Job:
+def job_from_run_config(run_config: dict, grid: object = None) -> Job:
     scenario = str(run_config.get("scenario", "fedavg"))
     resume = str(run_config.get("resume", ""))
-    deployment = json.loads(str(run_config.get("deployment", "") or "{}")) or {
-        "transport": "simulation"
-    }
+    # what `fedvault deploy` declared, checked against what this process can observe
+    declared = json.loads(str(run_config.get("deployment", "") or "{}"))
+    deployment = deployment_facts(grid, declared if isinstance(declared, dict) else {})
     if resume:
         return Job(spec=None, run_dir=resume, resume=True, deployment=deployment)
     overrides = parse_overrides(split_override_string(str(run_config.get("overrides", ""))))
@@ -48,7 +49,7 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    job = job_from_run_config(dict(context.run_config))
+    job = job_from_run_config(dict(context.run_config), grid)
     summary = run_job(grid, job)
     print(f"[fedvault] run directory: {Path(job.run_dir).resolve()}", flush=True)
     print(f"[fedvault] summary: {json.dumps(summary, sort_keys=True)}", flush=True)

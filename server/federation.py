@@ -10,6 +10,7 @@ Wraps Flower's Grid with the concerns every workflow shares:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -37,6 +38,11 @@ FULL_DISCOVERY_MAX_NODES = 256
 PULL_INTERVALS = (0.05, 0.5)
 
 
+# The fallback bound on a reply's num-examples (see Federation.example_bound) when no node
+# declared a count: above every data set fedvault loads (CIFAR-10: 50,000 training images).
+UNDECLARED_EXAMPLES = 1_000_000
+
+
 class FederationError(RuntimeError):
     """The federation cannot continue (too few nodes); the message says why."""
 
@@ -49,11 +55,18 @@ class NodeRecord:
     data_source: str
     hosts_teacher: bool = False
     teacher_task: str = ""
+    num_examples: int = 0
+    """The training examples the node declared in its NodeInfo; 0 = not declared."""
 
     @property
     def label(self) -> str:
         where = f"partition {self.partition_id}" if self.partition_id >= 0 else self.data_source
         return f"node {self.node_id} ({where})"
+
+    @property
+    def tag(self) -> str:
+        """Short name in metrics.jsonl: `p<i>` for a partition, else `node-<Flower node id>`."""
+        return f"p{self.partition_id}" if self.partition_id >= 0 else f"node-{self.node_id}"
 
     def sort_key(self) -> tuple:
         return (self.partition_id, self.data_source, self.node_id)
@@ -94,11 +107,15 @@ class Federation:
         """Wait until the expected nodes are connected and known (bounded)."""
         fed = self.spec.federation
         deadline = time.monotonic() + fed.node_wait_timeout
+        announced = False
         while True:
             self.refresh()
             expected = self.expected_size()
             if self.size() >= expected:
                 return
+            if not announced:  # at once, not after the whole wait
+                self._announce_wait(expected)
+                announced = True
             if time.monotonic() > deadline:
                 break
             time.sleep(0.5)
@@ -111,6 +128,16 @@ class Federation:
             f"expected {expected} nodes, {self.size()} connected within "
             f"{fed.node_wait_timeout:.0f} s; continuing with them"
         )
+
+    def _announce_wait(self, expected: int) -> None:
+        """Say what the run waits for, how many nodes are here and how to size the run."""
+        fed, here = self.spec.federation, self.size()
+        text = (f"waiting up to {fed.node_wait_timeout:.0f} s for {expected} nodes "
+                f"(num-clients={fed.num_clients}); {here} connected now. To run with the nodes "
+                f"present, add num-clients={here} to the run's overrides (flwr run ... -c "
+                f"\"overrides='num-clients={here}'\"; fedvault: --set num-clients={here})")
+        print(f"[fedvault] {text}", flush=True)
+        self.run.log_event(text)
 
     def expected_size(self) -> int:
         """Simulated and demo nodes know the federation size from their node config."""
@@ -181,8 +208,25 @@ class Federation:
             return None
         return NodeRecord(
             node_id, info.partition_id, info.num_partitions, info.data_source,
-            info.hosts_teacher, info.teacher_task,
+            info.hosts_teacher, info.teacher_task, int(info.num_examples),
         )
+
+    def example_bound(self, node_id: int, spec: RunSpec) -> int:
+        """The most `num-examples` a train reply of this node may claim under `spec`: the
+        examples it declared in its NodeInfo times the local epochs.
+
+        A node declares its count for the run's config (the info request's header). A
+        node that declared none (an older node, or one whose data could not be counted),
+        or a round trained under another config (a stage of a multi-stage method, whose
+        overrides may change each node's data), falls back to the largest count any node
+        of the federation declared, else UNDECLARED_EXAMPLES: bounded, so no reply can
+        claim 1e15 examples and set the FedAvg model alone."""
+        record = self.nodes.get(node_id)
+        declared = record.num_examples if record is not None else 0
+        same_data = dataclasses.replace(spec, federation=self.spec.federation) == self.spec
+        if not declared or not same_data:
+            declared = max((n.num_examples for n in self.nodes.values()), default=0) or UNDECLARED_EXAMPLES
+        return int(declared) * max(1, int(getattr(spec.method, "local_epochs", 1)))
 
     def alive(self) -> list[NodeRecord]:
         connected = set(self.grid.get_node_ids())
@@ -231,11 +275,24 @@ class Federation:
         record = self.nodes.get(node_id)
         return record.label if record else f"node {node_id}"
 
+    def tag(self, node_id: int) -> str:
+        record = self.nodes.get(node_id)
+        return record.tag if record else f"node-{node_id}"
+
     # --- exchange -----------------------------------------------------------------
     def exchange(
-        self, messages: Iterable[Message], rnd: int, phase: str, check: Check | None = None
+        self,
+        messages: Iterable[Message],
+        rnd: int,
+        phase: str,
+        check: Check | None = None,
+        on_reject: Callable[[Message, str], None] | None = None,
     ) -> list[Message]:
-        """Send, wait at most round-timeout, and return the valid replies in partition order."""
+        """Send, wait at most round-timeout, and return the valid replies in partition order.
+
+        `on_reject(reply, reason)` sees each reply that carried content but failed `check`:
+        the server received it even though it aggregates none of it (the DP ledger
+        accounts such releases too)."""
         messages = list(messages)
         timeout = self.spec.federation.round_timeout
         replies = self._send_and_receive(messages, timeout)
@@ -247,7 +304,7 @@ class Federation:
                     f"round {rnd} {phase}: {self.label(msg.metadata.dst_node_id)} sent no reply "
                     f"within {timeout:.0f} s; dropped from the federation"
                 )
-        valid = [r for r in replies if self._accept(r, rnd, phase, check)]
+        valid = [r for r in replies if self._accept(r, rnd, phase, check, on_reject)]
         return sorted(valid, key=lambda r: self._order(r.metadata.src_node_id))
 
     def _send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:
@@ -272,7 +329,14 @@ class Federation:
         record = self.nodes.get(node_id)
         return record.sort_key() if record else (1 << 30, "", node_id)
 
-    def _accept(self, reply: Message, rnd: int, phase: str, check: Check | None) -> bool:
+    def _accept(
+        self,
+        reply: Message,
+        rnd: int,
+        phase: str,
+        check: Check | None,
+        on_reject: Callable[[Message, str], None] | None = None,
+    ) -> bool:
         who = self.label(reply.metadata.src_node_id)
         if reply.has_error():
             self.run.log_event(f"round {rnd} {phase}: {who} failed: {reply.error.reason}")
@@ -286,8 +350,13 @@ class Federation:
         if error is not None:
             self.run.log_event(f"round {rnd} {phase}: {who} reported an error: {error.reason}")
             return False
-        reason = check(reply) if check else None
+        try:
+            reason = check(reply) if check else None
+        except Exception as exc:  # noqa: BLE001 - a reply is untrusted input: reject it, not the run
+            reason = f"reply could not be checked ({type(exc).__name__}: {exc})"
         if reason:
             self.run.log_event(f"round {rnd} {phase}: {who} update rejected: {reason}")
+            if on_reject is not None:
+                on_reject(reply, reason)
             return False
         return True

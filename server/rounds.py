@@ -18,6 +18,7 @@ from flwr.app import Message
 from methods.base import Method, RunSpec
 from server.federation import Federation, FederationError, SampledGrid
 from protos.records import from_array_record, header_config, to_array_record
+from server.divergence import DivergenceWatch
 from server.run_dir import RunDirectory
 from server.validation import check_update
 
@@ -56,6 +57,9 @@ class RoundHooks:
 
     def observe(self, rnd: int, replies: list[Message], arrays: dict[str, np.ndarray]) -> None:
         pass
+
+    def reject(self, rnd: int, reply: Message, reason: str) -> None:
+        """A reply received but not aggregated (what it released still counts)."""
 
     def finish(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         return {}
@@ -96,13 +100,16 @@ def run_rounds(
     hooks = round_hooks(fed, method, spec, run, state)
     strategy = hooks.wrap_strategy(strategy or method.strategy(spec))
     evaluate = GlobalEvaluator(method, spec)
+    watch = DivergenceWatch(state, spec, evaluate.test.num_classes)
     arrays: dict[str, np.ndarray] = state["arrays"]
     max_bytes = int(MAX_UPDATE_FACTOR * sum(a.nbytes for a in arrays.values())) + 4096
     figures: dict[str, float] = {}
     ran_rounds = updated_rounds = 0
 
     def check(reply: Message) -> str | None:
-        return check_update(reply.content, arrays, max_bytes=max_bytes) or hooks.check(reply)
+        return check_update(reply.content, arrays, max_bytes=max_bytes,
+                            max_examples=fed.example_bound(reply.metadata.src_node_id, spec),
+                            ) or hooks.check(reply)
 
     for rnd in range(state["round"] + 1, spec.federation.num_server_rounds + 1):
         started = time.perf_counter()
@@ -115,7 +122,10 @@ def run_rounds(
             rnd, to_array_record(arrays), header_config(spec, rnd, hooks.train_phase),
             SampledGrid(sampled),
         )
-        replies = fed.exchange(hooks.prepare(rnd, list(messages)), rnd, "train", check)
+        replies = fed.exchange(
+            hooks.prepare(rnd, list(messages)), rnd, "train", check,
+            on_reject=lambda reply, why, rnd=rnd: hooks.reject(rnd, reply, why),
+        )
         hooks.observe(rnd, replies, arrays)
         train_metrics: dict[str, Any] = {}
         if replies:
@@ -134,15 +144,22 @@ def run_rounds(
             "sampled": len(sampled),
             "replies": len(replies),
             "examples": int(sum(r.content["metrics"]["num-examples"] for r in replies)),
+            "nodes": [fed.tag(r.metadata.src_node_id) for r in replies],  # whose updates count
             "seconds": time.perf_counter() - started,
         }
+        warning = watch.observe(rnd, figures)
+        if warning:  # once per run: events.log, and the console through the record
+            run.log_event(warning)
+            record["warning"] = warning
         run.log_metrics(record)
         state.update(round=rnd, arrays=arrays)
         progress(record)  # before the checkpoint: the runner stamps wall time into state
         save_state(run, state)
     if ran_rounds and not updated_rounds:
         raise FederationError("no node produced a valid update in any round (see events.log)")
-    return {"accuracy": figures.get("accuracy"), "loss": figures.get("loss"), **hooks.finish(arrays)}
+    figures = figures or evaluate(arrays)  # no round left to run (resumed after the last one)
+    return {"accuracy": figures.get("accuracy"), "loss": figures.get("loss"),
+            "diverged": watch.diverged, **hooks.finish(arrays)}
 
 
 def save_state(run: RunDirectory, state: dict[str, Any]) -> None:

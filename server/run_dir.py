@@ -5,6 +5,10 @@ checkpoint/. The checkpoint is one file written to a temporary name, fsynced
 and renamed over the old one, with a SHA-256 of its payload inside, so a crash
 at any instant leaves either the previous or the new checkpoint, never half of
 one, and a corrupted file is refused instead of half-loaded.
+
+Resume is exact or refused: every checkpoint carries the SHA-256 of the run's resolved
+config (config.json's scenario and run sections), so a config edited after the run
+started, or a checkpoint copied from another run, is refused; so is a finished run.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ import numpy as np
 
 CHECKPOINT_FILE = "latest.npz"
 _STATE_KEY = "__state_json__"
+# In the checkpoint's state: which config it belongs to (stripped again on load).
+_RUN_CONFIG_KEY = "__run_config__"
+# Append-only JSONL files a crash can leave with a half-written last line.
+JSONL_FILES = ("metrics.jsonl", "ledger.jsonl")
 
 
 class RunDirError(ValueError):
@@ -30,6 +38,7 @@ class RunDirError(ValueError):
 class RunDirectory:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._config_id: dict[str, str] | None = None  # read once: see config_id
 
     # --- creation -------------------------------------------------------------
     @classmethod
@@ -39,6 +48,7 @@ class RunDirectory:
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
         _atomic_write(path / "config.json", json.dumps(dict(config), indent=2, sort_keys=True).encode())
+        (path / "events.log").touch()  # always there: empty means nothing happened
         return run
 
     @staticmethod
@@ -59,7 +69,54 @@ class RunDirectory:
         return run
 
     def config(self) -> dict[str, Any]:
-        return json.loads((self.path / "config.json").read_text())
+        try:
+            config = json.loads((self.path / "config.json").read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise RunDirError(f"{self.path / 'config.json'} is unreadable or not valid JSON: {exc}") from exc
+        if not isinstance(config, dict):
+            raise RunDirError(f"{self.path / 'config.json'} must hold a JSON object")
+        return config
+
+    def config_id(self) -> dict[str, str]:
+        """The SHA-256 of the resolved run config (plus its scenario and data set, to say
+        what a mismatch is about). Read once per run: a config edited while the run is
+        going does not slip into its later checkpoints."""
+        if self._config_id is None:
+            config = self.config()
+            run = config.get("run") if isinstance(config.get("run"), dict) else {}
+            text = json.dumps({"scenario": config.get("scenario", ""), "run": run}, sort_keys=True)
+            self._config_id = {"sha256": hashlib.sha256(text.encode()).hexdigest(),
+                               "scenario": str(config.get("scenario", "")),
+                               "dataset": str(run.get("data.dataset", ""))}
+        return self._config_id
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / "summary.json").is_file()
+
+    @classmethod
+    def open_for_resume(cls, path: str | Path) -> tuple["RunDirectory", dict[str, np.ndarray], dict[str, Any]]:
+        """The run, its checkpointed arrays and state; refuses (RunDirError, nothing changed)
+        a corrupt checkpoint, one written for another config, and a finished run."""
+        run = cls.open_existing(path)
+        arrays, state = run.load_checkpoint()
+        if run.finished:
+            raise RunDirError(f"{run.path} is a finished run (summary.json exists): nothing to "
+                              "resume; start a new run with --out")
+        return run, arrays, state
+
+    def drop_unterminated_lines(self) -> None:
+        """On resume: a JSONL file whose last line has no newline was cut by a crash in a
+        round that was never checkpointed; drop that line (and say so) so the file parses."""
+        for name in JSONL_FILES:
+            path = self.path / name
+            data = path.read_bytes() if path.is_file() else b""
+            if not data or data.endswith(b"\n"):
+                continue
+            keep = data.rfind(b"\n") + 1
+            _atomic_write(path, data[:keep])
+            self.log_event(f"resume: dropped the unterminated last line of {name} (a record of a "
+                           f"round that was never checkpointed): {data[keep:keep + 80]!r}")
 
     # --- append-only records ---------------------------------------------------
     def log_metrics(self, record: Mapping[str, Any]) -> None:
@@ -84,6 +141,7 @@ class RunDirectory:
 
     def truncate_metrics_after(self, last_round: int) -> None:
         """On resume, drop records of rounds the checkpoint does not contain."""
+        self.drop_unterminated_lines()
         kept = [m for m in self.metrics() if int(m.get("round", 0)) <= last_round]
         body = "".join(json.dumps(m, sort_keys=True) + "\n" for m in kept)
         _atomic_write(self.path / "metrics.jsonl", body.encode())
@@ -94,13 +152,30 @@ class RunDirectory:
         return self.path / "checkpoint" / CHECKPOINT_FILE
 
     def save_checkpoint(self, arrays: Mapping[str, np.ndarray], state: Mapping[str, Any]) -> None:
-        _save_checked(self.checkpoint_path, arrays, state)
+        _save_checked(self.checkpoint_path, arrays, {**state, _RUN_CONFIG_KEY: self.config_id()})
 
     def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The checkpoint's arrays and state, refused unless it belongs to this config.json."""
         if not self.checkpoint_path.is_file():
             raise RunDirError(f"{self.path} has no checkpoint ({self.checkpoint_path} is missing): "
                               "nothing to resume")
-        return _load_checked(self.checkpoint_path)
+        arrays, state = _load_checked(self.checkpoint_path)
+        written_for = state.pop(_RUN_CONFIG_KEY, None)
+        if not isinstance(written_for, dict) or "sha256" not in written_for:
+            raise RunDirError(f"checkpoint {self.checkpoint_path} does not record the config it was "
+                              "written for: refusing to resume it")
+        now = self.config_id()
+        if written_for["sha256"] != now["sha256"]:
+            then = (written_for.get("scenario"), written_for.get("dataset"))
+            if then != (now["scenario"], now["dataset"]):
+                raise RunDirError(
+                    f"checkpoint {self.checkpoint_path} belongs to a run of scenario {then[0]!r} on "
+                    f"data set {then[1]!r}, but {self.path / 'config.json'} is a run of scenario "
+                    f"{now['scenario']!r} on data set {now['dataset']!r}: refusing to resume")
+            raise RunDirError(
+                f"{self.path / 'config.json'} was edited after its checkpoint was written (the "
+                "config's SHA-256 differs): a run resumes only under the config it started with")
+        return arrays, state
 
     # --- finished stages of multi-stage methods (server/stages.py) ---------------
     def stage_path(self, name: str) -> Path:

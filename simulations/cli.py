@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from methods.config import ConfigError
@@ -18,6 +19,7 @@ from server.scenario import (
     parse_overrides,
     resolve,
     scenario_description,
+    scenario_label,
     scenario_names,
 )
 from simulations.preflight import check_runnable
@@ -29,7 +31,8 @@ err = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    # soft_wrap: one line, never wrapped at the terminal width (users copy it, tests grep it)
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -43,20 +46,67 @@ def summary_table(summary: dict) -> Table:
     return table
 
 
-def finish(run_dir: Path) -> None:
-    """Print the summary table, or exit 1 with the last events when the run failed."""
-    summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
+def finish(run_dir: Path, summary: dict | None) -> None:
+    """Print the run's summary table, or exit 1 with the last events when it failed.
+
+    `summary` is the run's own result (None: it failed), never inferred from the
+    directory: a resumed run that fails must not pass for the earlier attempt."""
+    if summary is None:
         events = run_dir / "events.log"
         tail = events.read_text().splitlines()[-5:] if events.exists() else []
         fail("the run did not finish:\n  " + "\n  ".join(tail or ["(no events)"]), code=1)
-    console.print(summary_table(json.loads(summary_path.read_text())))
+    console.print(summary_table(summary))
+    if summary.get("diverged"):
+        console.print("[bold yellow]warning:[/] training diverged (see events.log)")
     console.print(f"run directory: [bold]{run_dir}[/]")
+
+
+def plan_run(scenario: Optional[str], set_: List[str], seed: Optional[int], out: Optional[Path],
+             defaults: Optional[dict] = None):
+    """Everything a new run is checked against before Ray or any process starts and before
+    any file is written: the `--set` items, the typed config and its ranges, the data
+    (preflight) and a free run directory. Returns (scenario, spec, run_dir); raises
+    ConfigError or RunDirError (exit 2, one line)."""
+    scenario = scenario or DEFAULT_SCENARIO
+    overrides = parse_overrides(set_)
+    if seed is not None:
+        overrides["seed"] = str(seed)
+    for key, value in (defaults or {}).items():
+        overrides.setdefault(key, value)
+    spec = resolve(scenario, overrides)
+    check_runnable(spec)
+    run_dir = out or default_run_dir(scenario_label(scenario), spec.federation.seed)
+    RunDirectory.check_free(run_dir)
+    return scenario, spec, run_dir
+
+
+def resumable(run_dir: Path, scenario: Optional[str], set_: List[str], seed: Optional[int],
+              out: Optional[Path] = None):
+    """The spec and scenario of a run to continue, or ConfigError/RunDirError (exit 2, nothing
+    changed): a resumed run keeps its own config, so overrides are refused, and so are a
+    corrupt checkpoint, one written for another config, a finished run, another scenario."""
+    from methods.base import parse_run_spec
+
+    for flag, given in (("--set", bool(set_)), ("--seed", seed is not None), ("--out", out is not None)):
+        if given:
+            raise ConfigError(f"--resume continues a run with its own config: {flag} cannot be "
+                              "combined with it")
+    run, _, _ = RunDirectory.open_for_resume(run_dir)
+    config = run.config()
+    if scenario is not None and scenario != config.get("scenario"):
+        raise ConfigError(f"{run_dir} is a run of scenario {config.get('scenario')!r}, not "
+                          f"{scenario!r}: a run resumes only as itself (omit the scenario)")
+    if not isinstance(config.get("run"), dict):
+        raise RunDirError(f"{run_dir / 'config.json'} has no resolved run config ('run')")
+    return parse_run_spec(config["run"]), str(config.get("scenario", ""))
+
+
+SCENARIO_HELP = f"scenario name (fedvault scenarios) or path/to/scenario.toml [default: {DEFAULT_SCENARIO}]"
 
 
 @cli.command()
 def simulate(
-    scenario: str = typer.Argument(DEFAULT_SCENARIO, help="scenario name (fedvault scenarios)"),
+    scenario: Optional[str] = typer.Argument(None, help=SCENARIO_HELP, show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", help="run directory to create"),
     seed: Optional[int] = typer.Option(None, "--seed", help="overrides the scenario's seed"),
     set_: List[str] = typer.Option([], "--set", help="key=value override (repeatable)"),
@@ -70,40 +120,34 @@ def simulate(
 
     try:
         if resume is not None:
-            run = RunDirectory.open_existing(resume)
-            run.load_checkpoint()  # refuse a corrupt checkpoint before starting Ray
-            flat = run.config()["run"]
+            spec, scenario = resumable(resume, scenario, set_, seed, out)
             job = Job(spec=None, run_dir=str(resume), resume=True)
-            total, nodes = int(flat["num-server-rounds"]), int(flat["num-clients"])
         else:
-            overrides = parse_overrides(set_)
-            if seed is not None:
-                overrides["seed"] = str(seed)
-            spec = resolve(scenario, overrides)
-            check_runnable(spec)
-            run_dir = out or default_run_dir(scenario, spec.federation.seed)
-            RunDirectory.check_free(run_dir)
+            scenario, spec, run_dir = plan_run(scenario, set_, seed, out)
             job = Job(spec=spec, run_dir=str(run_dir), scenario=scenario)
-            total, nodes = spec.federation.num_server_rounds, spec.federation.num_clients
     except (ConfigError, RunDirError) as exc:
         fail(str(exc))
+    total, nodes = spec.federation.num_server_rounds, spec.federation.num_clients
     job.progress = lambda record: console.print(round_line(record, total))
-    console.print(f"[bold]{scenario}[/]: {nodes} simulated nodes, {total} rounds → {job.run_dir}")
+    console.print(f"[bold]{escape(scenario)}[/]: {nodes} simulated nodes, {total} rounds → {job.run_dir}")
     try:
         run_in_process(job, nodes, ray_address=ray_address, verbose=verbose)
     except Exception as exc:  # the ServerApp's error: summarised, details in events.log
-        err.print(f"[bold red]the run failed:[/] {type(exc).__name__}: {exc}")
-    finish(Path(job.run_dir))
+        job.error = job.error or f"{type(exc).__name__}: {exc}"
+    if job.error:
+        err.print(f"[bold red]the run failed:[/] {escape(job.error)}", soft_wrap=True)
+    finish(Path(job.run_dir), job.result)
 
 
 @cli.command()
 def deploy(
-    scenario: str = typer.Argument(DEFAULT_SCENARIO, help="scenario name (fedvault scenarios)"),
+    scenario: Optional[str] = typer.Argument(None, help=SCENARIO_HELP, show_default=False),
     nodes: int = typer.Option(..., "--nodes", min=1, help="number of SuperNodes to start"),
     insecure: bool = typer.Option(False, "--insecure", help="no TLS and no node authentication"),
     out: Optional[Path] = typer.Option(None, "--out", help="run directory to create"),
     set_: List[str] = typer.Option([], "--set", help="key=value override (repeatable)"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue this run directory"),
+    keep_temp: bool = typer.Option(False, "--keep-temp", help="keep /tmp/fvdeploy-* (keys, certificates, Flower's database, logs)"),
 ) -> None:
     """Run a scenario over a real gRPC federation on 127.0.0.1 (TLS + node auth by default)."""
     from simulations.deploy import FederationError
@@ -113,41 +157,29 @@ def deploy(
     try:
         if resume is not None:
             run_dir, overrides = resume.resolve(), {}
-            spec, scenario = _resumable(run_dir, set_)
+            spec, scenario = resumable(run_dir, scenario, set_, None, out)
         else:
+            scenario, spec, run_dir = plan_run(scenario, set_, None, out, {"num-clients": str(nodes)})
             overrides = parse_overrides(set_)
             overrides.setdefault("num-clients", str(nodes))
-            spec = resolve(scenario, overrides)
-            check_runnable(spec)
-            run_dir = (out or default_run_dir(scenario, spec.federation.seed)).resolve()
-            RunDirectory.check_free(run_dir)
+            run_dir = run_dir.resolve()
+            if scenario.endswith(".toml"):  # the ServerApp reads it from another directory
+                scenario = str(Path(scenario).resolve())
     except (ConfigError, RunDirError) as exc:
         fail(str(exc))
     total = spec.federation.num_server_rounds
     mode = "insecure" if insecure else "TLS + SuperNode authentication"
-    console.print(f"[bold]{scenario}[/]: SuperLink + {nodes} SuperNodes on 127.0.0.1 ({mode}) → {run_dir}")
+    console.print(f"[bold]{escape(scenario)}[/]: SuperLink + {nodes} SuperNodes on 127.0.0.1 ({mode}) → {run_dir}")
     try:
         status = deploy_scenario(scenario, spec, overrides, nodes=nodes, run_dir=run_dir,
-                                 secure=not insecure, resume=resume is not None,
+                                 secure=not insecure, resume=resume is not None, keep_temp=keep_temp,
                                  on_record=lambda r: console.print(round_line(r, total)))
     except FederationError as exc:
         fail(str(exc), code=1)
-    if status != "finished:completed":
+    if status != "finished:completed":  # the run's own result, as the SuperLink reports it
         fail(f"the run ended {status}; ServerApp log: {run_dir / 'serverapp.log'}", code=1)
-    finish(run_dir)
-
-
-def _resumable(run_dir: Path, set_: List[str]):
-    """The spec and scenario of a run to continue; a corrupt checkpoint is refused here,
-    before any process starts, and so are overrides (a resumed run keeps its config)."""
-    from methods.base import parse_run_spec
-
-    if set_:
-        raise ConfigError("--resume continues a run with its own config: --set cannot be combined with it")
-    run = RunDirectory.open_existing(run_dir)
-    run.load_checkpoint()
-    config = run.config()
-    return parse_run_spec(config["run"]), str(config.get("scenario", ""))
+    summary_path = run_dir / "summary.json"
+    finish(run_dir, json.loads(summary_path.read_text()) if summary_path.is_file() else None)
 
 
 @cli.command()
@@ -161,16 +193,42 @@ def node(
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="a private teacher checkpoint (FedSA)"),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="where this node keeps private state (LIRF deposits)"),
     port: Optional[int] = typer.Option(None, "--port", help="the node's local Runtime API port (default: a free one)"),
+    require_dp: bool = typer.Option(False, "--require-dp", help="refuse any request that would use this node's records without sample-level DP-SGD"),
+    min_noise_multiplier: float = typer.Option(0.0, "--min-noise-multiplier", help="refuse DP rounds with a smaller σ (implies --require-dp)"),
+    max_epsilon: float = typer.Option(0.0, "--max-epsilon", help="refuse runs whose ε budget is larger, never spend more (implies --require-dp)"),
+    allow_audit: bool = typer.Option(False, "--allow-audit", help="with --require-dp: still answer the privacy audit phase (its scores are outside the guarantee)"),
 ) -> None:
     """Start one real client: a SuperNode whose data stay on this host."""
     from simulations.node import NodeArgumentError, NodeOptions, exec_node
 
     opts = NodeOptions(superlink, root_certificates, auth_key, insecure, data_dir, partition,
-                       teacher, state_dir, port)
+                       teacher, state_dir, port, require_dp, min_noise_multiplier, max_epsilon,
+                       allow_audit)
     try:
         exec_node(opts)
     except NodeArgumentError as exc:
         fail(str(exc))
+
+
+@cli.command()
+def certs(
+    out: Path = typer.Option(Path("certs"), "--out", help="directory for ca.crt, server.pem, server.key"),
+    san: List[str] = typer.Option([], "--san", help="a host name or IP address the nodes dial (repeatable)"),
+    days: int = typer.Option(365, "--days", min=1, help="validity of both certificates"),
+) -> None:
+    """Make a CA and the SuperLink's TLS certificate (it always names localhost and 127.0.0.1)."""
+    from simulations.tls import generate_tls, san_entries
+
+    if (out / "ca.crt").exists():
+        fail(f"{out / 'ca.crt'} exists: nodes may already trust it; remove it or choose another --out")
+    try:
+        names = [str(n.value) for n in san_entries(san)]
+        files = generate_tls(out, days=days, san=san)
+    except ValueError as exc:
+        fail(str(exc))
+    console.print(f"{files.ca_cert}  (public: copy it to every node and to flwr's connection)")
+    console.print(f"{files.server_cert}, {files.server_key}  (the SuperLink's; the key is 0600)")
+    console.print(f"valid {days} days for: {', '.join(names)}")
 
 
 @cli.command()

@@ -126,4 +126,5 @@ def precheck(opts: NodeOptions) -> None:
     if problem is not None and problem.fatal:
         raise NodeArgumentError(problem.message)
     if problem is not None:
-        print(f"fedvault node: {problem.message}; the node keeps retrying", file=sys.stderr, flush=True)
+        print(f"fedvault node: {problem.message}; the node keeps retrying", file=sys.stderr,
+              flush=True)

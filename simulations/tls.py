@@ -3,10 +3,12 @@
 Everything is generated in-process with `cryptography` so tests and
 `fedvault deploy` need no openssl or ssh-keygen binary on PATH.
 
-- `generate_tls(dir)`: a throwaway self-signed CA and a server certificate it
-  signs, valid for `localhost` and `127.0.0.1` (the only address fedvault's
-  local federation listens on). One set of files serves the SuperLink's HTTPS
-  (Control/Runtime) and gRPC Fleet APIs.
+- `generate_tls(dir, san=[...])`: a self-signed CA and a server certificate it
+  signs, valid for `localhost` and `127.0.0.1` (where fedvault's local
+  federation listens, and what the SuperLink's own SuperExec dials) plus the
+  extra host names and IP addresses in `san` (the SuperLink host as the nodes
+  reach it: `fedvault certs --san HOST`). One set of files serves the
+  SuperLink's HTTPS (Control/Runtime) and gRPC Fleet APIs.
 - `generate_node_keypair(path)`: an ECDSA P-384 key pair in OpenSSH format,
   which is what `flower-supernode --auth-supernode-private-key` loads
   (`load_ssh_private_key`) and what `flwr supernode register` accepts
@@ -18,6 +20,8 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+# Always in the server certificate: the SuperLink's SuperExec dials 127.0.0.1.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1")
+_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 # Backdate certificates a little so a clock that differs by a few seconds
 # between processes (or a VM whose clock just jumped) does not reject them.
@@ -86,20 +94,59 @@ def _ca_certificate(key: ec.EllipticCurvePrivateKey, days: int) -> x509.Certific
     )
 
 
+def san_entry(name: str) -> x509.GeneralName:
+    """One subjectAltName entry: an IP address if `name` parses as one, else a DNS name.
+
+    Raises ValueError (with what to pass instead) for anything else, e.g. HOST:PORT."""
+    text = name.strip()
+    try:
+        return x509.IPAddress(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        pass
+    labels = text.rstrip(".").split(".")
+    wildcard = labels[0] == "*" and len(labels) > 2
+    if text and len(text) <= 253 and all(_DNS_LABEL.match(lab) for lab in labels[wildcard:]):
+        return x509.DNSName(text.rstrip(".").lower())
+    hint = " (no port: the certificate names a host, not HOST:PORT)" if ":" in text else ""
+    raise ValueError(f"--san {name!r} is neither an IP address nor a DNS host name{hint}")
+
+
+def san_entries(extra: Iterable[str] = ()) -> list[x509.GeneralName]:
+    """localhost and 127.0.0.1, then each extra name once, in the order given."""
+    entries: list[x509.GeneralName] = []
+    for name in (*LOOPBACK_NAMES, *extra):
+        entry = san_entry(name)
+        if entry not in entries:
+            entries.append(entry)
+    return entries
+
+
+def certificate_names(cert: x509.Certificate) -> list[str]:
+    """The host names and IP addresses a certificate is valid for (its SAN), as text."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(n) for n in san.get_values_for_type(x509.DNSName)] + [
+        str(ip) for ip in san.get_values_for_type(x509.IPAddress)
+    ]
+
+
 def _server_certificate(
     key: ec.EllipticCurvePrivateKey,
     ca_key: ec.EllipticCurvePrivateKey,
     ca_cert: x509.Certificate,
     days: int,
+    names: list[x509.GeneralName],
 ) -> x509.Certificate:
     now = dt.datetime.now(dt.timezone.utc)
-    # gRPC and the flwr CLI verify the SAN, not the CN: both names a client may dial.
-    san = x509.SubjectAlternativeName(
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    )
+    # gRPC and the flwr CLI verify the SAN, not the CN: every name a client may dial.
+    san = x509.SubjectAlternativeName(names)
+    extra = names[len(LOOPBACK_NAMES):]
+    common_name = str(extra[0].value) if extra else "localhost"
     return (
         x509.CertificateBuilder()
-        .subject_name(_name("localhost"))
+        .subject_name(_name(common_name))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -116,18 +163,24 @@ def _server_certificate(
     )
 
 
-def generate_tls(directory: str | os.PathLike[str], *, days: int = 30) -> TlsFiles:
+def generate_tls(
+    directory: str | os.PathLike[str], *, days: int = 30, san: Iterable[str] = ()
+) -> TlsFiles:
     """Write `ca.crt`, `server.pem` and `server.key` into `directory`.
+
+    The server certificate names localhost, 127.0.0.1 and every host name or IP
+    address in `san` (ValueError for one that is neither, before anything is written).
 
     The CA's private key is never written: once the server certificate is
     signed nothing else needs it, and not keeping it means a leaked work
     directory cannot be used to mint more certificates this CA vouches for.
     """
     out = Path(directory)
+    names = san_entries(san)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _ca_certificate(ca_key, days)
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = _server_certificate(server_key, ca_key, ca_cert, days)
+    server_cert = _server_certificate(server_key, ca_key, ca_cert, days, names)
 
     files = TlsFiles(out / "ca.crt", out / "server.pem", out / "server.key")
     _write(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), private=False)

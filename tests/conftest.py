@@ -7,6 +7,7 @@ telemetry, update checks and runtime dependency installation are off.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+_RAY_DIRS: list[Path] = []  # /tmp/fvray-* made by isolated_env, removed after each test
+
+
+@pytest.fixture(autouse=True)
+def _remove_ray_dirs():
+    yield
+    while _RAY_DIRS:
+        shutil.rmtree(_RAY_DIRS.pop(), ignore_errors=True)
 
 
 def isolated_env(tmp: Path) -> dict[str, str]:
@@ -24,6 +33,10 @@ def isolated_env(tmp: Path) -> dict[str, str]:
     if not ray_tmp.exists():
         tmp.mkdir(parents=True, exist_ok=True)
         ray_tmp.write_text(tempfile.mkdtemp(prefix="fvray-", dir="/tmp"))
+    ray_dir = Path(ray_tmp.read_text())
+    if ray_dir not in _RAY_DIRS:  # (again, when a module fixture's test already removed it)
+        ray_dir.mkdir(mode=0o700, exist_ok=True)
+        _RAY_DIRS.append(ray_dir)
     env = dict(os.environ)
     env.update(
         FLWR_HOME=str(tmp / "flwr-home"),

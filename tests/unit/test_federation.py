@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from methods.common.datasets import load_dataset
+from methods.common.partition import iid
 from protos.records import ARRAYS, from_array_record, to_array_record
 from server.federation import Federation, FederationError
 from server.run_dir import RunDirectory
@@ -83,15 +85,95 @@ def test_a_nan_update_is_rejected_before_aggregation(tmp_path):
 
 def test_resume_continues_to_the_same_model_as_an_uninterrupted_run(tmp_path):
     full = run_job(InProcessGrid(partition_nodes(3)), _job(tmp_path / "a"))
-    # Interrupted: one round, then resume with the original round count.
-    first = _job(tmp_path / "b", **{"num-server-rounds": "1"})
-    run_job(InProcessGrid(partition_nodes(3)), first)
+    # Interrupted: the server dies in round 2 of 2 (after round 1's checkpoint), then resumes.
+    grid, calls = InProcessGrid(partition_nodes(3)), {"n": 0}
+    original = grid.send_and_receive
+
+    def die_in_round_2(messages, timeout=None):
+        calls["n"] += 1  # 1: the nodes' info, 2: round 1, 3: round 2
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("the server died in round 2")
+        return original(messages, timeout=timeout)
+
+    grid.send_and_receive = die_in_round_2
+    with pytest.raises(KeyboardInterrupt):
+        run_job(grid, _job(tmp_path / "b"))
     run_dir = tmp_path / "b" / "run"
-    config = json.loads((run_dir / "config.json").read_text())
-    config["run"]["num-server-rounds"] = 2  # as if the server died after round 1 of 2
-    (run_dir / "config.json").write_text(json.dumps(config))
+    assert not (run_dir / "summary.json").exists()
     resumed = run_job(InProcessGrid(partition_nodes(3), first_node_id=7000),
                       Job(spec=None, run_dir=str(run_dir), resume=True))
     assert resumed["rounds"] == 2
     assert resumed["accuracy"] == pytest.approx(full["accuracy"], abs=1e-9)
     assert "resumed from the checkpoint of round 1" in (run_dir / "events.log").read_text()
+
+
+# --- replies are untrusted input (issue: input hardening, item 1) -------------------------
+
+def _claim(examples, node=1000):
+    def tamper(node_id, reply):
+        if node_id == node and "metrics" in reply.content:
+            reply.content["metrics"]["num-examples"] = examples
+        return reply
+    return tamper
+
+
+def test_nodes_declare_their_example_count_and_replies_are_bounded_by_it_times_local_epochs(tmp_path):
+    grid = InProcessGrid(partition_nodes(3))
+    spec = resolve("fedavg", {**FAST, "fedavg.local-epochs": "2"})
+    fed = Federation(grid, spec, RunDirectory.create(tmp_path / "r", {}))
+    fed.discover()
+    declared = {n.partition_id: n.num_examples for n in fed.nodes.values()}
+    assert sorted(declared) == [0, 1, 2] and all(c > 0 for c in declared.values())
+    assert sum(declared.values()) == len(load_dataset("digits", "train"))  # iid shards of it
+    assert fed.example_bound(1000, spec) == 2 * fed.nodes[1000].num_examples
+
+
+def test_a_node_without_a_declared_count_gets_the_federation_fallback_bound(tmp_path):
+    from server.federation import UNDECLARED_EXAMPLES, NodeRecord
+
+    spec = resolve("fedavg", FAST)
+    fed = Federation(InProcessGrid(partition_nodes(1)), spec, RunDirectory.create(tmp_path / "r", {}))
+    fed.nodes = {1: NodeRecord(1, 0, 2, "partition", num_examples=0)}  # an old node
+    assert fed.example_bound(1, spec) == UNDECLARED_EXAMPLES
+    fed.nodes[2] = NodeRecord(2, 1, 2, "partition", num_examples=700)
+    assert fed.example_bound(1, spec) == 700  # no more than its largest declared peer
+
+
+def test_a_reply_claiming_1e15_examples_is_rejected_and_cannot_set_the_model_alone(tmp_path):
+    summary = run_job(InProcessGrid(partition_nodes(3), tamper=_claim(1e15)), _job(tmp_path))
+    run = tmp_path / "run"
+    events = (run / "events.log").read_text()
+    assert "round 1 train: node 1000 (partition 0) update rejected: num-examples 1000000000000000 exceeds" in events
+    shards = [len(s) for s in iid(load_dataset("digits", "train").y, 3, 0)]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    # every round aggregates the two honest nodes only, weighted by what they hold
+    assert [(r["replies"], r["examples"]) for r in records] == [(2, shards[1] + shards[2])] * 2
+    assert summary["rounds"] == 2
+
+
+@pytest.mark.parametrize("examples", [[1.0, 2.0], [7]])
+def test_a_non_scalar_example_count_rejects_that_reply_not_the_run(tmp_path, examples):
+    summary = run_job(InProcessGrid(partition_nodes(3), tamper=_claim(examples)), _job(tmp_path))
+    events = (tmp_path / "run" / "events.log").read_text()
+    assert "round 1 train: node 1000 (partition 0) update rejected: num-examples must be a number" in events
+    assert summary["rounds"] == 2
+
+
+def test_a_check_that_raises_on_a_reply_rejects_that_reply_with_node_and_round(tmp_path):
+    spec = resolve("fedavg", FAST)
+    grid = InProcessGrid(partition_nodes(2))
+    fed = Federation(grid, spec, RunDirectory.create(tmp_path / "r", {}))
+    fed.discover()
+    first = sorted(fed.nodes)[0]
+
+    def fragile(reply):
+        if reply.metadata.src_node_id == first:
+            raise TypeError("unhashable type: 'list'")
+        return None
+
+    messages = [fed._info_request(n) for n in sorted(fed.nodes)]
+    valid = fed.exchange(messages, 4, "train", fragile)
+    assert [r.metadata.src_node_id for r in valid] == [sorted(fed.nodes)[1]]
+    events = (tmp_path / "r" / "events.log").read_text()
+    assert f"round 4 train: node {first} (partition 0) update rejected: reply could not be checked " \
+           "(TypeError: unhashable type: 'list')" in events
