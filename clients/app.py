@@ -20,9 +20,11 @@ from clients.dp_policy import NodePolicy
 from clients.node_data import describe_node, node_example_count
 from clients.phases import PHASES
 from methods.base import RunSpec
+from methods.resolve import run_spec_from_json
 from protos import fedvault_pb2 as pb
 from protos.codec import encode
-from protos.records import CONFIG, error_content, read_header
+from protos.contract import CONFIG, INFO, NODE_INFO
+from protos.records import error_content, read_header
 
 app = ClientApp()
 
@@ -56,16 +58,16 @@ def _dispatch(msg: Message, context: Context) -> RecordDict:
 def _run_spec(config_json: str) -> RunSpec:
     # Every request of a run carries the same config: parse it once per process (the
     # spec is frozen, so sharing it is safe); a few runs' worth are kept.
-    return RunSpec.from_json(config_json)
+    return run_spec_from_json(config_json)
 
 
-@app.query("info")
+@app.query(INFO)  # message type "query.info"
 def info(msg: Message, context: Context) -> Message:
     def work() -> RecordDict:
         pid, num_partitions, source = describe_node(context.node_config)
         payload = pb.NodeInfo(partition_id=pid, num_partitions=num_partitions, data_source=source,
                               num_examples=_example_count(msg, context))
-        return RecordDict({CONFIG: ConfigRecord({"info": encode(payload)})})
+        return RecordDict({CONFIG: ConfigRecord({NODE_INFO: encode(payload)})})
 
     return _guarded(msg, work)
 

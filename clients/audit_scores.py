@@ -32,7 +32,8 @@ from methods.common.datasets import ArrayDataset
 from methods.registry import get_method
 from protos import fedvault_pb2 as pb
 from protos.codec import encode
-from protos.records import ARRAYS, CONFIG, METRICS, from_array_record, ledger_entries
+from protos.contract import ARRAYS, AUDIT_SCORES, CONFIG, METRICS, NUM_EXAMPLES
+from protos.records import from_array_record, ledger_entries
 
 
 def node_plan(spec: RunSpec, data: ArrayDataset, node_config: Mapping[str, Any]) -> NodeAuditPlan:
@@ -134,10 +135,11 @@ def audit_phase(
             ("confidence", "max_confidence", "label_confidence"),
         )
     ]
-    metrics: dict[str, float] = {"num-examples": float(len(plan.train))}
+    metrics: dict[str, float] = {NUM_EXAMPLES: float(len(plan.train))}
     if spec.dp.enabled and spec.dp.level == "sample":
         metrics.update(_noise_probe(spec, method, content, context, data, header.round))
-    return RecordDict({CONFIG: ConfigRecord({"scores": payloads}), METRICS: MetricRecord(metrics)})
+    return RecordDict({CONFIG: ConfigRecord({AUDIT_SCORES: payloads}),
+                       METRICS: MetricRecord(metrics)})
 
 
 def _noise_probe(

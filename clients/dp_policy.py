@@ -22,6 +22,7 @@ from flwr.common.logger import log
 from logging import WARNING
 
 from methods.base import RunSpec
+from protos.contract import Phase
 
 # Node-config keys (kebab-case, as Flower's --node-config).
 REQUIRE_DP = "require-dp"
@@ -29,8 +30,8 @@ MIN_NOISE_MULTIPLIER = "min-noise-multiplier"
 MAX_EPSILON = "max-epsilon"
 ALLOW_AUDIT = "allow-audit"
 
-PRIVATE_PHASES = ("private-train",)  # sample-level DP-SGD on this node
-AUDIT_PHASES = ("audit",)
+PRIVATE_PHASES = (Phase.PRIVATE_TRAIN,)  # sample-level DP-SGD on this node
+AUDIT_PHASES = (Phase.AUDIT,)
 
 
 class PolicyRefusal(ValueError):
@@ -87,7 +88,7 @@ class NodePolicy:
     def check_sigma(self, sigma: float, rnd: int) -> None:
         """Refuse a DP round whose noise multiplier is below this node's floor."""
         if sigma < self.min_noise_multiplier:
-            self._refuse(rnd, "private-train", f"noise multiplier σ={sigma:.4f} is below this "
+            self._refuse(rnd, Phase.PRIVATE_TRAIN, f"noise multiplier σ={sigma:.4f} is below this "
                          f"node's min-noise-multiplier {self.min_noise_multiplier:g}")
 
     @staticmethod

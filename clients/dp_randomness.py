@@ -28,9 +28,9 @@ import secrets
 
 import torch
 
+from protos.contract import RNG_RUN_SEED, RNG_SECRET
+
 DETERMINISTIC_ENV = "FEDVAULT_TEST_DETERMINISTIC_DP"
-SECRET = "os-csprng"
-RUN_SEED = "run-seed"  # not private against the server
 
 
 def deterministic() -> bool:
@@ -39,7 +39,7 @@ def deterministic() -> bool:
 
 def source() -> str:
     """The ledger's `rng` value for this node."""
-    return RUN_SEED if deterministic() else SECRET
+    return RNG_RUN_SEED if deterministic() else RNG_SECRET
 
 
 def dp_generator(run_seed: int, purpose: int) -> torch.Generator:

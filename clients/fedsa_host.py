@@ -39,14 +39,14 @@ from methods.fedsa.teacher import build_teacher, load_teacher, teacher_meta
 from methods.registry import get_method
 from protos import fedvault_pb2 as pb
 from protos.codec import encode
-from protos.records import ARRAYS, CONFIG, METRICS, from_array_record, to_array_record
+from protos.contract import (ARRAYS, CONFIG, METRICS, NUM_EXAMPLES, PROBE, PROBE_IMAGES, SIMILARITY,
+                            STUDENT_CAM, TEACHER_VAL_ACCURACY)
+from protos.records import from_array_record, to_array_record
 
 TEACHER_NODE_CONFIG = "teacher"  # node config key: path of a teacher checkpoint
 TEACHER = "fedsa.teacher"  # context.state: the teacher's weights (ArrayRecord)
 TEACHER_INFO = "fedsa.teacher-info"  # context.state: its description (ConfigRecord)
 TRANSLATOR = "fedsa.translator"  # context.state: translator_t (ArrayRecord)
-PROBE = "probe"  # request ArrayRecord: "images" N×1×H×W and "student-cam" N×(H·W)
-SIMILARITY = "similarity"  # reply ConfigRecord key of the encoded SimilarityReport
 MAX_PROBE = 4096  # a bound on the work one select request may ask of a node
 
 
@@ -159,18 +159,18 @@ def teacher_phase(spec: RunSpec, header: pb.RoundHeader, content: RecordDict,
     _, meta = ensure_teacher(spec, context)
     _, transfer, _ = node_labelled_data(spec, context.node_config)
     # A checkpointed teacher comes without a validation figure: -1 says "not measured".
-    metrics = {"num-examples": len(transfer),
-               "teacher-val-accuracy": float(meta.get("val-accuracy", -1.0))}
+    metrics = {NUM_EXAMPLES: len(transfer),
+               TEACHER_VAL_ACCURACY: float(meta.get("val-accuracy", -1.0))}
     return _reply(RecordDict({METRICS: MetricRecord(metrics)}), context)
 
 
 def read_probe(content: RecordDict) -> tuple[torch.Tensor, torch.Tensor]:
     if PROBE not in content:
-        raise ValueError("select request has no ArrayRecord 'probe'")
+        raise ValueError(f"select request has no ArrayRecord {PROBE!r}")
     probe = from_array_record(content[PROBE])
-    images, maps = probe.get("images"), probe.get("student-cam")
+    images, maps = probe.get(PROBE_IMAGES), probe.get(STUDENT_CAM)
     if images is None or maps is None:
-        raise ValueError("probe needs arrays 'images' and 'student-cam'")
+        raise ValueError(f"probe needs arrays {PROBE_IMAGES!r} and {STUDENT_CAM!r}")
     if images.ndim != 4 or not 1 <= len(images) <= MAX_PROBE:
         raise ValueError(f"probe images must be N×C×H×W, 1 <= N <= {MAX_PROBE}: {images.shape}")
     expected = (len(images), images.shape[2] * images.shape[3])

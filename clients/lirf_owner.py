@@ -1,6 +1,6 @@
 """The LIRF owner node: deposit, commit, withdraw, and the audit of its own D_r.
 
-Ye et al., ECCV 2022 (arXiv:2207.08224), message flow of notes/fedsa_lirf.md §2.7.
+Ye et al., ECCV 2022 (arXiv:2207.08224), message flow of the design notes §2.7 (not shipped).
 The node that owns D_r trains the target's shallow part and the deposit module
 T_r on D_r only (methods/lirf/losses.py, through the shared training loop) and
 replies with the target's shallow part and T_r's SHA-256 — never T_r itself.
@@ -40,16 +40,16 @@ from methods.common.datasets import ArrayDataset
 from methods.lirf.data import deposit_indices
 from methods.lirf.method import arrays_of
 from methods.lirf.metrics import membership_auc, membership_roc, predictions
-from methods.lirf.protocol import (DEPOSIT_ACCURACY, DEPOSIT_CLASSES, DEPOSIT_ID,
-                                   DEPOSIT_REQUEST, MAX_ROC_POINTS, MIA_AUC, MODULE_SHA256,
-                                   NONMEMBER_LABELS, NONMEMBER_LOSSES, RECEIPT, ROC_FPR, ROC_TPR,
-                                   WITHDRAW_REQUEST)
 from methods.lirf.pruning import conv_sparsity, make_permanent
 from methods.lirf.withdraw import DEPOSIT, SHALLOW, module_sha256
 from methods.registry import get_method
 from protos import fedvault_pb2 as pb
 from protos.codec import decode, encode
-from protos.records import ARRAYS, CONFIG, METRICS, from_array_record, to_array_record
+from protos.contract import (ARRAYS, COMMITTED, CONFIG, DEPOSIT_ACCURACY, DEPOSIT_CLASSES,
+                            DEPOSIT_ID, DEPOSIT_REQUEST, MAX_ROC_POINTS, METRICS, MIA_AUC,
+                            MODULE_SHA256, NONMEMBER_LABELS, NONMEMBER_LOSSES, NUM_EXAMPLES,
+                            RECEIPT, RELEASED, ROC_FPR, ROC_TPR, WITHDRAW_REQUEST)
+from protos.records import from_array_record, to_array_record
 
 STATE_DIR = "state-dir"  # node config key
 _SAFE_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
@@ -209,7 +209,7 @@ def deposit_commit_phase(spec: RunSpec, header: pb.RoundHeader, content: RecordD
                          context: Context) -> RecordDict:
     receipt = _receipt(content)
     module_store(spec, context).commit(receipt.deposit_id, receipt.module_sha256)
-    return RecordDict({CONFIG: ConfigRecord({"committed": receipt.deposit_id})})
+    return RecordDict({CONFIG: ConfigRecord({COMMITTED: receipt.deposit_id})})
 
 
 def withdraw_request_phase(spec: RunSpec, header: pb.RoundHeader, content: RecordDict,
@@ -238,7 +238,7 @@ def withdraw_commit_phase(spec: RunSpec, header: pb.RoundHeader, content: Record
                           context: Context) -> RecordDict:
     receipt = _receipt(content)
     module_store(spec, context).release(receipt.deposit_id)
-    return RecordDict({CONFIG: ConfigRecord({"released": receipt.deposit_id})})
+    return RecordDict({CONFIG: ConfigRecord({RELEASED: receipt.deposit_id})})
 
 
 def audit_phase(spec: RunSpec, header: pb.RoundHeader, content: RecordDict,
@@ -258,7 +258,7 @@ def audit_phase(spec: RunSpec, header: pb.RoundHeader, content: RecordDict,
         METRICS: MetricRecord({
             MIA_AUC: membership_auc(member_losses, nonmembers),
             ROC_FPR: [float(v) for v in fpr], ROC_TPR: [float(v) for v in tpr],
-            DEPOSIT_ACCURACY: float((pred == d_r.y).mean()), "num-examples": len(d_r)}),
+            DEPOSIT_ACCURACY: float((pred == d_r.y).mean()), NUM_EXAMPLES: len(d_r)}),
     })
 
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from clients.privacy import PrivateTraining, choose_grad_sample_mode
 from methods.base import Method, RunSpec
+from protos.contract import NOISE_PROBE_DOF, NOISE_PROBE_SUM_SQ
 
 
 def noise_probe(
@@ -60,7 +61,7 @@ def noise_probe(
     after = [p.detach() for p in model.parameters() if p.requires_grad]
     scale = batch_size / spec.dp.max_grad_norm
     total = sum(float(((a - b) * scale).pow(2).sum()) for a, b in zip(after, before))
-    return {"noise-probe-sum-sq": total, "noise-probe-dof": float(sum(b.numel() for b in before))}
+    return {NOISE_PROBE_SUM_SQ: total, NOISE_PROBE_DOF: float(sum(b.numel() for b in before))}
 
 
 class _ZeroLoss(Method):

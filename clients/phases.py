@@ -1,8 +1,8 @@
 """Client-side phases: what a node does for each RoundHeader.phase it receives.
 
-One line per phase. A phase function takes (spec, header, content, context)
-and returns the reply's RecordDict; it is a plain function, testable without
-Flower. The ClientApp (clients/app.py) only unpacks, dispatches and packs.
+One line per phase of protos/contract.py's PHASES. A phase function takes
+(spec, header, content, context) and returns the reply's RecordDict; it is a
+plain function, testable without Flower. The ClientApp (clients/app.py) only unpacks, dispatches and packs.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from clients import lirf_owner
 from clients.tasks import train_task
 from methods.base import RunSpec
 from protos import fedvault_pb2 as pb
-from protos.records import ARRAYS, METRICS, from_array_record, to_array_record
+from protos.contract import ARRAYS, METRICS, Phase
+from protos.records import from_array_record, to_array_record
 
-Phase = Callable[[RunSpec, pb.RoundHeader, RecordDict, Context], RecordDict]
+PhaseFunction = Callable[[RunSpec, pb.RoundHeader, RecordDict, Context], RecordDict]
 
 
 def train_phase(spec: RunSpec, header: pb.RoundHeader, content: RecordDict, context: Context) -> RecordDict:
@@ -30,17 +31,17 @@ def train_phase(spec: RunSpec, header: pb.RoundHeader, content: RecordDict, cont
     return RecordDict({ARRAYS: to_array_record(arrays), METRICS: MetricRecord(metrics)})
 
 
-PHASES: dict[str, Phase] = {
-    "train": train_phase,
-    "private-train": private_train_phase,  # DP-SGD ledger / audit canaries (issue 5)
-    "audit": audit_phase,  # privacy audit scores (issue 5)
-    "teacher": teacher_phase,  # FedSA
-    "select": select_phase,  # FedSA
-    "distill": distill_phase,  # FedSA
-    "deposit": lirf_owner.deposit_phase,  # LIRF
-    "deposit-commit": lirf_owner.deposit_commit_phase,  # LIRF
-    "withdraw-request": lirf_owner.withdraw_request_phase,  # LIRF
-    "withdraw": lirf_owner.withdraw_phase,  # LIRF
-    "withdraw-commit": lirf_owner.withdraw_commit_phase,  # LIRF
-    "lirf-audit": lirf_owner.audit_phase,  # LIRF
+PHASES: dict[str, PhaseFunction] = {
+    Phase.TRAIN: train_phase,
+    Phase.PRIVATE_TRAIN: private_train_phase,  # DP-SGD ledger / audit canaries (docs/privacy.md)
+    Phase.AUDIT: audit_phase,  # privacy audit scores (docs/privacy.md)
+    Phase.TEACHER: teacher_phase,  # FedSA
+    Phase.SELECT: select_phase,  # FedSA
+    Phase.DISTILL: distill_phase,  # FedSA
+    Phase.DEPOSIT: lirf_owner.deposit_phase,  # LIRF
+    Phase.DEPOSIT_COMMIT: lirf_owner.deposit_commit_phase,  # LIRF
+    Phase.WITHDRAW_REQUEST: lirf_owner.withdraw_request_phase,  # LIRF
+    Phase.WITHDRAW: lirf_owner.withdraw_phase,  # LIRF
+    Phase.WITHDRAW_COMMIT: lirf_owner.withdraw_commit_phase,  # LIRF
+    Phase.LIRF_AUDIT: lirf_owner.audit_phase,  # LIRF
 }

@@ -1,7 +1,7 @@
 """The "private-train" phase: the standard train phase with the run's privacy concerns.
 
 The server sends it instead of "train" when `dp.enabled` or `audit.enabled`
-(server/ledger.py). It is the same `train_task`, plus:
+(server/privacy_hooks.py). It is the same `train_task`, plus:
 - sample-level DP: DP-SGD through clients/privacy.py, the accountant history kept in
   `context.state` (or taken back from the server's ledger after a restart), and the
   round's LedgerEntry in the reply under "privacy";
@@ -25,14 +25,8 @@ from methods.base import Method, RunSpec
 from methods.registry import get_method
 from protos import fedvault_pb2 as pb
 from protos.codec import encode
-from protos.records import (
-    ARRAYS,
-    METRICS,
-    PRIVACY,
-    from_array_record,
-    ledger_entries,
-    to_array_record,
-)
+from protos.contract import ARRAYS, LEDGER_ENTRY, LEDGER_EXTRA, METRICS, PRIVACY
+from protos.records import from_array_record, ledger_entries, to_array_record
 
 
 def private_train_phase(
@@ -107,21 +101,6 @@ def ledger_reply(rnd: int, report: Mapping[str, Any]) -> ConfigRecord:
         clip_fraction=report["clip_fraction"],
         accountant=report["accountant"],
     )
-    extra = {
-        k.replace("_", "-"): v
-        for k, v in report.items()
-        if k
-        in (
-            "epsilon_next",
-            "max_grad_norm",
-            "num_examples",
-            "expected_batch_size",
-            "empty_batches",
-            "poisson",
-            "sampler",
-            "grad_sample_mode",
-            "model_compatible",
-            "rng",
-        )
-    }
-    return ConfigRecord({"ledger": encode(entry), **extra})
+    wire = ((k.replace("_", "-"), v) for k, v in report.items())
+    extra = {k: v for k, v in wire if k in LEDGER_EXTRA}
+    return ConfigRecord({LEDGER_ENTRY: encode(entry), **extra})

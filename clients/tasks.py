@@ -14,6 +14,7 @@ from clients.training import train_locally
 from methods.base import RunSpec
 from methods.common.datasets import ArrayDataset
 from methods.registry import get_method
+from protos import contract
 
 if TYPE_CHECKING:
     from clients.privacy import PrivateTraining
@@ -26,8 +27,9 @@ def local_seed(spec: RunSpec, rnd: int, node_key: str) -> int:
 
 
 def node_key(node_config: Mapping[str, Any]) -> str:
+    """This node's name on the wire (protos/contract.py node_key), from its node config."""
     pid, _, source = describe_node(node_config)
-    return f"p{pid}" if pid >= 0 else source
+    return contract.node_key(pid, source)
 
 
 def train_task(

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from methods.base import Method, RunSpec
 from methods.common.datasets import ArrayDataset
+from protos.contract import NUM_EXAMPLES, TRAIN_LOSS
 
 if TYPE_CHECKING:  # clients/privacy.py imports Opacus: only DP runs pay for it
     from clients.gradient_canaries import GradientCanaries
@@ -78,12 +79,12 @@ def train_locally(
     if privacy is not None:
         privacy.finish()
     metrics = {
-        "num-examples": len(dataset),
+        NUM_EXAMPLES: len(dataset),
         "steps": steps,
         "train-seconds": time.perf_counter() - started,
     }
     if privacy is None:
-        metrics["train-loss"] = total_loss / max(losses, 1)
+        metrics[TRAIN_LOSS] = total_loss / max(losses, 1)
     return metrics
 
 

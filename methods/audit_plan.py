@@ -18,6 +18,7 @@ from typing import Mapping
 import numpy as np
 
 from methods.privacy_config import AuditConfig
+from protos.contract import partition_key
 
 
 @dataclass(frozen=True)
@@ -108,5 +109,5 @@ def whitebox_plan(
     # One permutation for the federation, node k takes slice k: coordinates never collide.
     order = np.random.default_rng([seed, zlib.crc32(b"white-box")]).permutation(size)
     coords = order[partition_id * per_node : (partition_id + 1) * per_node]
-    coins = _rng(seed, f"p{partition_id}", "white-box").random(len(coords)) < 0.5
+    coins = _rng(seed, partition_key(partition_id), "white-box").random(len(coords)) < 0.5
     return WhiteboxPlan(param, coords, coins)

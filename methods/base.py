@@ -1,9 +1,10 @@
-"""The one method interface every fedvault method implements.
+"""The one method interface every fedvault method implements, and the run spec it reads.
 
 A method says how to build its model, which data a client trains on, one local
 update step, how to evaluate, and what travels to the server. The local loop,
 DP, checkpointing and the Flower plumbing live elsewhere and are shared; a
-method never branches on them.
+method never branches on them. Building a RunSpec from config keys (it needs the
+registry) is methods/resolve.py; the server's strategies are server/strategy.py.
 """
 
 from __future__ import annotations
@@ -20,16 +21,7 @@ import torch
 from torch import nn
 
 from methods.common.datasets import ArrayDataset, load_dataset
-from methods.config import (
-    Bound,
-    ConfigError,
-    kebab,
-    DataConfig,
-    FederationConfig,
-    build_dataclass,
-    config_keys,
-    to_flat,
-)
+from methods.config import Bound, ConfigError, DataConfig, FederationConfig, kebab, to_flat
 from methods.privacy_config import AuditConfig, DPConfig
 
 # Cross-cutting config sections every method accepts (`dp.target-epsilon`, `audit.enabled`).
@@ -63,13 +55,6 @@ class LocalTrainingConfig:
 
     def validate(self) -> None:
         pass  # subclasses call super().validate(); the ranges are BOUNDS
-
-
-STRATEGY_SAMPLING: dict[str, Any] = {"fraction_train": 1.0, "fraction_evaluate": 0.0,
-                                      "min_train_nodes": 1, "min_evaluate_nodes": 0,
-                                      "min_available_nodes": 1}
-"""Settings of every Flower strategy: the server's seeded sampler (server/federation.py)
-picks the nodes, so the strategy samples all it is given and its own minimums are 1."""
 
 
 @dataclass(frozen=True)
@@ -136,87 +121,9 @@ class RunSpec:
         return flat
 
     def to_json(self) -> str:
+        """The flat keys as JSON (every RoundHeader carries it); read back by
+        methods/resolve.py's run_spec_from_json."""
         return json.dumps(self.to_flat(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "RunSpec":
-        return parse_run_spec(json.loads(text))
-
-
-def _split_sections(flat: Mapping[str, Any], method: str) -> tuple[dict, dict, dict, dict]:
-    fed, data, meth = {}, {}, {}
-    cross: dict[str, dict] = {section: {} for section in CROSS_CUTTING}
-    for key, value in flat.items():
-        section, _, rest = key.partition(".")
-        if not rest:
-            fed[key] = value
-        elif section == "data":
-            data[rest] = value
-        elif section == method:
-            meth[rest] = value
-        elif section in cross:
-            cross[section][rest] = value
-        else:
-            raise ConfigError(
-                f"unknown key {key!r}: section {section!r} is neither 'data', "
-                f"{', '.join(repr(s) for s in CROSS_CUTTING)} nor the method {method!r}"
-            )
-    return fed, data, meth, cross
-
-
-def parse_run_spec(flat: Mapping[str, Any]) -> RunSpec:
-    """Build a RunSpec from flat dotted kebab-case keys (scenario + overrides)."""
-    from methods.registry import get_method  # the registry imports every method
-
-    method_name = str(flat.get("method", FederationConfig.method))
-    method = get_method(method_name)
-    fed_values, data_values, method_values, cross = _split_sections(flat, method_name)
-    federation = build_dataclass(FederationConfig, fed_values)
-    _validate_federation(federation)
-    data = build_dataclass(DataConfig, data_values, "data.")
-    method_cfg = build_dataclass(method.config_cls, method_values, method_name + ".")
-    sections = {s: build_dataclass(cls, cross[s], s + ".") for s, cls in CROSS_CUTTING.items()}
-    return RunSpec(federation, data, method_cfg, **sections)
-
-
-def valid_keys(method_name: str) -> list[str]:
-    from methods.registry import get_method
-
-    method = get_method(method_name)
-    return (
-        config_keys(FederationConfig)
-        + config_keys(DataConfig, "data.")
-        + config_keys(method.config_cls, method_name + ".")
-        + [key for s, cls in CROSS_CUTTING.items() for key in config_keys(cls, s + ".")]
-    )
-
-
-# Robust aggregation (Blanchard et al., NeurIPS 2017: Krum; Yin et al., ICML 2018:
-# coordinate-wise median and trimmed mean), all from flwr.serverapp.strategy.
-AGGREGATIONS = ("fedavg", "krum", "median", "trimmed-mean")
-
-
-def _sampled_per_round(fed: FederationConfig) -> int:
-    return max(1, round(fed.fraction_train * fed.num_clients))
-
-
-def _validate_federation(fed: FederationConfig) -> None:
-    """What depends on several keys (each key's own range: FederationConfig.BOUNDS)."""
-    problems = []
-    if not 1 <= fed.min_nodes <= fed.num_clients:
-        problems.append(f"min-nodes must be in [1, num-clients={fed.num_clients}] (got {fed.min_nodes})")
-    if not fed.byzantine_nodes <= fed.num_clients:
-        problems.append(f"byzantine-nodes must be in [0, num-clients={fed.num_clients}] "
-                        f"(got {fed.byzantine_nodes})")
-    if fed.aggregation not in AGGREGATIONS:
-        problems.append(f"aggregation must be one of {', '.join(AGGREGATIONS)} (got {fed.aggregation!r})")
-    sampled = _sampled_per_round(fed)
-    if fed.aggregation == "krum" and sampled < 2 * fed.byzantine_nodes + 3:
-        problems.append(f"krum tolerates byzantine-nodes=f only with >= 2f+3 sampled nodes, not {sampled}")
-    if fed.aggregation == "trimmed-mean" and not 0 < 2 * fed.byzantine_nodes < sampled:
-        problems.append(f"trimmed-mean needs 0 < 2*byzantine-nodes < sampled nodes ({sampled})")
-    if problems:
-        raise ConfigError("; ".join(problems))
 
 
 class Method(ABC):
@@ -349,24 +256,12 @@ class Method(ABC):
                 raise ConfigError(f"{prefix}{kebab(f.name)}={value}: the federation has partitions "
                                   f"0..{fed.num_clients - 1} only (num-clients={fed.num_clients})")
 
-    def strategy(self, spec: RunSpec):
-        """The Flower strategy that aggregates this method's updates.
+    def strategy(self, spec: RunSpec) -> Any:
+        """Optional: the Flower strategy that aggregates this method's updates.
 
-        FedAvg weighted by examples, or the robust rule `aggregation` names;
-        sampling is done by the server's seeded sampler (server/federation.py),
-        so the strategy's own minimums are 1.
+        None (the default): the server's, FedAvg weighted by examples or the robust rule
+        `aggregation` names (server/strategy.py). A method that aggregates its own way
+        returns a Flower strategy with one hook overridden; the server's seeded sampler
+        picks the nodes, so it should sample every node it is given.
         """
-        from flwr.serverapp import strategy as flwr_strategy
-
-        fed = spec.federation
-        common = STRATEGY_SAMPLING
-        if fed.aggregation == "krum":
-            return flwr_strategy.Krum(num_malicious_nodes=fed.byzantine_nodes, **common)
-        if fed.aggregation == "median":
-            return flwr_strategy.FedMedian(**common)
-        if fed.aggregation == "trimmed-mean":
-            # FedTrimmedAvg cuts int(beta * n) updates from each end: beta = f / n, nudged
-            # up so float rounding never cuts f - 1.
-            beta = (fed.byzantine_nodes + 0.5) / _sampled_per_round(fed)
-            return flwr_strategy.FedTrimmedAvg(beta=min(beta, 0.49), **common)
-        return flwr_strategy.FedAvg(**common)
+        return None

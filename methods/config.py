@@ -70,6 +70,11 @@ def check_bounds(obj: Any, prefix: str = "") -> None:
         raise ConfigError("; ".join(problems))
 
 
+# Robust aggregation (Blanchard et al., NeurIPS 2017: Krum; Yin et al., ICML 2018:
+# coordinate-wise median and trimmed mean), all from flwr.serverapp.strategy (server/strategy.py).
+AGGREGATIONS = ("fedavg", "krum", "median", "trimmed-mean")
+
+
 @dataclass(frozen=True)
 class FederationConfig:
     """How the federation runs, whatever the method."""
@@ -98,7 +103,7 @@ class FederationConfig:
     malicious nodes; trimmed-mean cuts f of the sampled updates from each end."""
 
     # Valid ranges (check_bounds); min-nodes and byzantine-nodes depend on num-clients and
-    # are checked with it (methods/base.py), num-clients against the data (preflight).
+    # are checked with it (methods/resolve.py), num-clients against the data (preflight).
     BOUNDS = {
         "num_server_rounds": Bound(1, 100_000),
         "num_clients": Bound(1, 1_000_000),
@@ -108,6 +113,11 @@ class FederationConfig:
         "seed": Bound(0, 2**32 - 1),  # numpy's legacy seeding and every RNG the methods use
         "byzantine_nodes": Bound(0),
     }
+
+    @property
+    def sampled_per_round(self) -> int:
+        """The nodes the seeded sampler picks each round (at least one)."""
+        return max(1, round(self.fraction_train * self.num_clients))
 
 
 @dataclass(frozen=True)

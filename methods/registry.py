@@ -1,7 +1,9 @@
 """The method registry: one explicit import line per method, loud errors.
 
 Registration happens at import of this module, so `get_method` never depends on
-which other modules happened to be imported first.
+which other modules happened to be imported first. `register` is public API
+(`from methods import register`); building a RunSpec from config keys, which needs
+the registry, is methods/resolve.py, above it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ class UnknownMethodError(ConfigError):
 
 
 def register(method: Method) -> Method:
+    """Add a method instance under its `name`; a duplicate or empty name is an error."""
     if not getattr(method, "name", ""):
         raise ValueError(f"{type(method).__name__} has no name")
     if method.name in _REGISTRY:

@@ -3,8 +3,9 @@
 Conversions between plain numpy dicts and Flower records, and the round header.
 
 Everything fedvault sends carries a typed `RoundHeader` (protos/) in its
-ConfigRecord under "header"; model weights travel as an ArrayRecord under
-"arrays", reply figures as a MetricRecord under "metrics".
+ConfigRecord under HEADER; model weights travel as an ArrayRecord under ARRAYS,
+reply figures as a MetricRecord under METRICS. Every key and phase name is in
+protos/contract.py.
 """
 
 from __future__ import annotations
@@ -16,15 +17,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 
 from protos import fedvault_pb2 as pb
 from protos.codec import decode, encode
-
-HEADER = "header"
-ARRAYS = "arrays"
-METRICS = "metrics"
-CONFIG = "config"
-ERROR = "error"
-# DP runs: a request carries the node's ledger history ("history": LedgerEntry payloads),
-# a reply this round's entry ("ledger") and the figures beside it (server/ledger.py).
-PRIVACY = "privacy"
+from protos.contract import CONFIG, ERROR, ERROR_PAYLOAD, HEADER, LEDGER_HISTORY, PRIVACY
 
 
 def to_array_record(arrays: Mapping[str, np.ndarray]) -> ArrayRecord:
@@ -60,17 +53,17 @@ def read_header(msg: Message) -> pb.RoundHeader:
 def error_content(code: int, reason: str, field: str = "") -> RecordDict:
     """A structured error reply a client sends instead of raising."""
     payload = encode(pb.ErrorReply(code=code, reason=reason[:2000], field=field))
-    return RecordDict({ERROR: ConfigRecord({"payload": payload})})
+    return RecordDict({ERROR: ConfigRecord({ERROR_PAYLOAD: payload})})
 
 
 def read_error(content: RecordDict) -> pb.ErrorReply | None:
     if ERROR not in content:
         return None
-    return decode(pb.ErrorReply, content[ERROR]["payload"])
+    return decode(pb.ErrorReply, content[ERROR][ERROR_PAYLOAD])
 
 
-def ledger_entries(content: RecordDict, key: str = "history") -> list[pb.LedgerEntry]:
-    """The LedgerEntry payloads under content["privacy"][key] ([] when absent)."""
+def ledger_entries(content: RecordDict, key: str = LEDGER_HISTORY) -> list[pb.LedgerEntry]:
+    """The LedgerEntry payloads under content[PRIVACY][key] ([] when absent)."""
     if PRIVACY not in content or key not in content[PRIVACY]:
         return []
     value = content[PRIVACY][key]

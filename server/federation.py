@@ -23,13 +23,14 @@ from flwr.superlink.grid import HttpGrid
 from methods.base import RunSpec
 from protos import fedvault_pb2 as pb
 from protos.codec import PayloadError, decode, encode
-from protos.records import CONFIG, HEADER, read_error, round_header
+from protos.contract import CONFIG, HEADER, INFO, NODE_INFO, node_key, partition_key
+from protos.records import read_error, round_header
 from server.run_dir import RunDirectory
 
 # Above this many planned clients the federation is not enumerated: sampling draws from
 # the sorted node ids and only the sampled nodes are asked for their NodeInfo, so
-# 10,000 virtual clients cost no 10,000 info round trips and no 10,000 records (issue
-# 10). Smaller federations keep partition-ordered sampling, which a resumed run
+# 10,000 virtual clients cost no 10,000 info round trips and no 10,000 records
+# (docs/performance.md). Smaller federations keep partition-ordered sampling, which a resumed run
 # reproduces whatever ids Flower hands out; a lazy one reproduces it for the same ids.
 FULL_DISCOVERY_MAX_NODES = 256
 # Flower 1.39's deployed grid (HttpGrid) sleeps 3 s between pulls, so a round whose
@@ -64,9 +65,15 @@ class NodeRecord:
         return f"node {self.node_id} ({where})"
 
     @property
+    def key(self) -> str:
+        """The node's name on both sides of the wire (ledger, audit): contract.node_key."""
+        return node_key(self.partition_id, self.data_source)
+
+    @property
     def tag(self) -> str:
         """Short name in metrics.jsonl: `p<i>` for a partition, else `node-<Flower node id>`."""
-        return f"p{self.partition_id}" if self.partition_id >= 0 else f"node-{self.node_id}"
+        pid = self.partition_id
+        return partition_key(pid) if pid >= 0 else f"node-{self.node_id}"
 
     def sort_key(self) -> tuple:
         return (self.partition_id, self.data_source, self.node_id)
@@ -192,9 +199,9 @@ class Federation:
             self._probes.update(zip(ids, retry))
 
     def _info_request(self, node_id: int) -> Message:
-        header = encode(round_header(self.spec, 0, "info"))
+        header = encode(round_header(self.spec, 0, INFO))
         content = RecordDict({CONFIG: ConfigRecord({HEADER: header})})
-        return Message(content, dst_node_id=node_id, message_type="query.info")
+        return Message(content, dst_node_id=node_id, message_type=f"query.{INFO}")
 
     def _node_record(self, reply: Message) -> NodeRecord | None:
         node_id = reply.metadata.src_node_id
@@ -202,7 +209,7 @@ class Federation:
             self.run.log_event(f"info: node {node_id} failed: {reply.error.reason}")
             return None
         try:
-            info = decode(pb.NodeInfo, reply.content[CONFIG]["info"])
+            info = decode(pb.NodeInfo, reply.content[CONFIG][NODE_INFO])
         except (KeyError, PayloadError) as exc:
             self.run.log_event(f"info: node {node_id} sent an invalid NodeInfo: {exc}")
             return None
@@ -278,6 +285,11 @@ class Federation:
     def tag(self, node_id: int) -> str:
         record = self.nodes.get(node_id)
         return record.tag if record else f"node-{node_id}"
+
+    def node_key(self, node_id: int) -> str:
+        """The node's wire name (NodeRecord.key); `node-<id>` if it never said who it is."""
+        record = self.nodes.get(node_id)
+        return record.key if record else f"node-{node_id}"
 
     # --- exchange -----------------------------------------------------------------
     def exchange(

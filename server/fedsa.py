@@ -1,6 +1,7 @@
 """FedSA's server workflow (Method.workflow = "fedsa"); the algorithm is methods/fedsa/.
 
-Shi et al., FedSA, arXiv:2207.13309; message flow of notes/fedsa_lirf.md §1.7:
+Xie, Yu, Fang, Song et al., FedSA, arXiv:2207.13309 (2022); message flow (design notes §1.7,
+not shipped):
 
     round 0   teacher phase: every node makes sure its private teacher exists;
               the server pre-fits the student on its probe set and adapts a copy
@@ -40,21 +41,20 @@ from methods.fedsa.selection import draw_weights, precision_at_k, select_teacher
 from methods.fedsa.student import adapt_and_test, prefit_student
 from protos import fedvault_pb2 as pb
 from protos.codec import PayloadError, decode, encode
-from protos.records import (
-    ARRAYS, CONFIG, ERROR, METRICS, from_array_record, header_config, to_array_record,
-)
+from protos.contract import (ARRAYS, CONFIG, ERROR, INFO, METRICS, PROBE, PROBE_IMAGES, SIMILARITY,
+                            STUDENT_CAM, TEACHER_VAL_ACCURACY, TRAIN_LOSS, Phase, partition_key,
+                            partition_of)
+from protos.records import from_array_record, header_config, to_array_record
 from server.federation import Federation, FederationError, SampledGrid
 from server.rounds import MAX_UPDATE_FACTOR, save_state
 from server.run_dir import RunDirectory
 from server.validation import check_update
 
-PROBE = "probe"  # request ArrayRecord: "images" and "student-cam" (clients/fedsa_host.py)
-SIMILARITY = "similarity"  # reply ConfigRecord key of the SimilarityReport
 # What a teacher node's reply may hold in each phase: {record key: record type}.
 REPLY_SCHEMA = {
-    "teacher": {METRICS: MetricRecord},
-    "select": {CONFIG: ConfigRecord},
-    "distill": {ARRAYS: ArrayRecord, METRICS: MetricRecord},
+    Phase.TEACHER: {METRICS: MetricRecord},
+    Phase.SELECT: {CONFIG: ConfigRecord},
+    Phase.DISTILL: {ARRAYS: ArrayRecord, METRICS: MetricRecord},
 }
 
 
@@ -77,7 +77,7 @@ class FedSAAverage(FedAvg):
         contents = [RecordDict({
             ARRAYS: r.content[ARRAYS],
             METRICS: MetricRecord({"draws": float(self.draws[r.metadata.src_node_id]),
-                                   "train-loss": float(r.content[METRICS].get("train-loss", 0.0))}),
+                                   TRAIN_LOSS: float(r.content[METRICS].get(TRAIN_LOSS, 0.0))}),
         }) for r in replies]
         mean = from_array_record(aggregate_arrayrecords(contents, "draws"))
         # BatchNorm's integer step counters come back as floats; keep every dtype.
@@ -133,20 +133,21 @@ class ReplyMeter:
 
 def _check_teacher_reply(reply: Message) -> str | None:
     metrics = reply.content.get(METRICS)
-    if not isinstance(metrics, MetricRecord) or "teacher-val-accuracy" not in metrics:
-        return "teacher reply has no MetricRecord with 'teacher-val-accuracy'"
+    if not isinstance(metrics, MetricRecord) or TEACHER_VAL_ACCURACY not in metrics:
+        return f"teacher reply has no MetricRecord with {TEACHER_VAL_ACCURACY!r}"
     return None
 
 
 def teacher_key(fed: Federation, node_id: int) -> str:
     """A node's name in summaries: "p<partition>" (stable across runs), else "n<node id>"."""
     pid = fed.nodes[node_id].partition_id if node_id in fed.nodes else -1
-    return f"p{pid}" if pid >= 0 else f"n{node_id}"
+    return partition_key(pid) if pid >= 0 else f"n{node_id}"
 
 
 def relevance(key: str) -> bool | None:
     """Ground truth of the canvas scenario (evaluation only; the selection never sees it)."""
-    return is_relevant(teacher_task_for(int(key[1:]))) if key.startswith("p") else None
+    pid = partition_of(key)
+    return None if pid is None else is_relevant(teacher_task_for(pid))
 
 
 class FedSAWorkflow:
@@ -159,7 +160,7 @@ class FedSAWorkflow:
         self.test = method.test_dataset(spec)
         self.strategy = FedSAAverage()
         self.teachers: dict[str, int] = {}  # key → node id, the nodes hosting a ready teacher
-        self.phase = "info"
+        self.phase = INFO
         state.setdefault("bytes_from_teachers", {})
         state.setdefault("foreign_content", [])
         fed.grid = ReplyMeter(fed.grid, self._inspect)
@@ -185,18 +186,18 @@ class FedSAWorkflow:
         """Every node readies its teacher; too few for the selection rule is an error now."""
         nodes = [n.node_id for n in self.fed.alive()]
         self._check_enough(len(nodes), "are connected")
-        started, self.phase = time.perf_counter(), "teacher"
-        content = RecordDict({CONFIG: header_config(self.spec, 0, "teacher")})
+        started, self.phase = time.perf_counter(), Phase.TEACHER
+        content = RecordDict({CONFIG: header_config(self.spec, 0, Phase.TEACHER)})
         messages = [Message(content, dst_node_id=nid, message_type="query") for nid in nodes]
-        replies = self.fed.exchange(messages, 0, "teacher", _check_teacher_reply)
+        replies = self.fed.exchange(messages, 0, Phase.TEACHER, _check_teacher_reply)
         accuracy = {}
         for reply in replies:
             key = teacher_key(self.fed, reply.metadata.src_node_id)
             self.teachers[key] = reply.metadata.src_node_id
-            accuracy[key] = float(reply.content[METRICS]["teacher-val-accuracy"])
+            accuracy[key] = float(reply.content[METRICS][TEACHER_VAL_ACCURACY])
         self._check_enough(len(self.teachers), "answered the teacher phase", set(self.teachers))
         self.state["teacher_val_accuracy"] = accuracy
-        self._record({"round": 0, "phase": "teacher", "teacher_val_accuracy": accuracy,
+        self._record({"round": 0, "phase": Phase.TEACHER, "teacher_val_accuracy": accuracy,
                       "replies": len(replies), "sampled": len(nodes),
                       "seconds": time.perf_counter() - started})
 
@@ -205,7 +206,7 @@ class FedSAWorkflow:
         if available == 0:
             raise FederationError(f"no node {what}: FedSA has no teacher (see events.log)")
         if cfg.selection == "fixed" and ready is not None:
-            missing = [p for p in cfg.fixed_teachers if f"p{p}" not in ready]
+            missing = [p for p in cfg.fixed_teachers if partition_key(p) not in ready]
             if missing:
                 raise FederationError(
                     f"fixed-teachers {missing} are not among the nodes that {what}")
@@ -225,10 +226,10 @@ class FedSAWorkflow:
 
     # --- selection -------------------------------------------------------------------------
     def select(self, rnd: int) -> None:
-        started, self.phase = time.perf_counter(), "select"
+        started, self.phase = time.perf_counter(), Phase.SELECT
         reports: dict[int, float] = {}
         messages = self._select_messages(rnd)
-        self.fed.exchange(messages, rnd, "select", lambda r: self._read_report(r, rnd, reports))
+        self.fed.exchange(messages, rnd, Phase.SELECT, lambda r: self._read_report(r, rnd, reports))
         if not reports:
             raise FederationError(
                 f"round {rnd}: no teacher returned a valid similarity (see events.log)")
@@ -241,7 +242,7 @@ class FedSAWorkflow:
         rng = np.random.default_rng([self.spec.federation.seed, rnd, 17])
         counts = select_teachers(self.cfg.selection, keys, sims, k=self.cfg.k,
                                  num_probe=len(self.probe), rng=rng,
-                                 fixed=[f"p{p}" for p in self.cfg.fixed_teachers])
+                                 fixed=[partition_key(p) for p in self.cfg.fixed_teachers])
         self.state["draws"] = counts
         # A run resumed between this selection and its distillation selects round rnd again.
         earlier = [s for s in self.state.get("selected", []) if s["round"] < rnd]
@@ -249,7 +250,7 @@ class FedSAWorkflow:
         per_probe = {key: sim / len(self.probe) for key, sim in zip(keys, sims)}
         if "similarity" not in self.state:
             self._first_selection(keys, sims, per_probe)
-        self._record({"round": rnd, "phase": "select", "similarity": per_probe, "draws": counts,
+        self._record({"round": rnd, "phase": Phase.SELECT, "similarity": per_probe, "draws": counts,
                       "decision": self._decision(rnd, counts), "replies": len(reports),
                       "sampled": len(messages), "seconds": time.perf_counter() - started})
 
@@ -258,8 +259,8 @@ class FedSAWorkflow:
         self.method.load_shared_state(student, self.state["arrays"])
         images = torch.from_numpy(np.ascontiguousarray(self.probe.x))
         maps = grad_cam(student, images).numpy()  # S_s: N×(H·W)
-        probe = to_array_record({"images": self.probe.x, "student-cam": maps})
-        content = RecordDict({CONFIG: header_config(self.spec, rnd, "select"), PROBE: probe})
+        probe = to_array_record({PROBE_IMAGES: self.probe.x, STUDENT_CAM: maps})
+        content = RecordDict({CONFIG: header_config(self.spec, rnd, Phase.SELECT), PROBE: probe})
         alive = {n.node_id for n in self.fed.alive()}
         return [Message(content, dst_node_id=nid, message_type="query")
                 for nid in self.teachers.values() if nid in alive]
@@ -299,7 +300,7 @@ class FedSAWorkflow:
 
     # --- distillation ----------------------------------------------------------------------
     def distill(self, rnd: int) -> None:
-        started, self.phase = time.perf_counter(), "distill"
+        started, self.phase = time.perf_counter(), Phase.DISTILL
         alive = {n.node_id for n in self.fed.alive()}
         draws = {self.teachers[key]: m for key, m in self.state["draws"].items()
                  if self.teachers.get(key) in alive}
@@ -309,23 +310,23 @@ class FedSAWorkflow:
         self.strategy.draws = draws
         arrays = self.state["arrays"]
         max_bytes = int(MAX_UPDATE_FACTOR * sum(a.nbytes for a in arrays.values())) + 4096
-        config = header_config(self.spec, rnd, "distill")
+        config = header_config(self.spec, rnd, Phase.DISTILL)
         replies: list[Message] = []
         if draws:  # none left: Flower's sampler would wait for a node forever
             messages = self.strategy.configure_train(rnd, to_array_record(arrays), config,
                                                      SampledGrid(list(draws)))
             replies = self.fed.exchange(
-                messages, rnd, "distill",
+                messages, rnd, Phase.DISTILL,
                 lambda r: check_update(r.content, arrays, max_bytes=max_bytes))
         loss = None
         if replies:
             aggregated, metrics = self.strategy.aggregate_train(rnd, replies)
             self.state["arrays"] = from_array_record(aggregated)
-            loss = float(metrics["train-loss"])
+            loss = float(metrics[TRAIN_LOSS])
         else:
             self.run.log_event(f"round {rnd} distill: no valid update; the student is unchanged")
         self.state["round"] = rnd
-        self._record({"round": rnd, "phase": "distill", "train_loss": loss,
+        self._record({"round": rnd, "phase": Phase.DISTILL, "train_loss": loss,
                       "replies": len(replies), "sampled": len(draws),
                       "seconds": time.perf_counter() - started})
 
@@ -368,8 +369,8 @@ class FedSAWorkflow:
             "selected": s.get("selected", []),
             "relevant_share": (sum(m for rel, m in judged if rel) / sum(m for _, m in judged))
             if judged else None,
-            "teacher_tasks": {key: teacher_task_for(int(key[1:])) for key in self.teachers
-                              if key.startswith("p")},
+            "teacher_tasks": {key: teacher_task_for(partition_of(key)) for key in self.teachers
+                              if partition_of(key) is not None},
             "teacher_val_accuracy": s.get("teacher_val_accuracy", {}),
             "bytes_from_teachers": int(sum(s["bytes_from_teachers"].values())),
             "bytes_from_teachers_by_phase": s["bytes_from_teachers"],
@@ -386,7 +387,7 @@ def run_fedsa(fed: Federation, method: Method, spec: RunSpec, run: RunDirectory,
         raise ConfigError("dp.enabled is not supported by fedsa yet (its distillation step "
                           "does not take the privacy hook); run without dp.enabled")
     if spec.federation.aggregation != "fedavg":
-        # FedSA averages its student by draw weights (FedSAAverage), never Method.strategy:
+        # FedSA averages its student by draw weights (FedSAAverage), never server/strategy.py:
         # refuse rather than silently ignore a robust rule.
         raise ConfigError(f"aggregation={spec.federation.aggregation!r} is not supported by fedsa "
                           "(it averages its student by draw weights); use aggregation=fedavg")

@@ -1,7 +1,7 @@
 """LIRF's server workflow (Method.workflow = "lirf"); the algorithm is methods/lirf/.
 
 Ye et al., "Learning with Recoverable Forgetting", ECCV 2022, arXiv:2207.08224;
-message flow of notes/fedsa_lirf.md §2.7. Stages, each ending in a checkpoint:
+message flow of the design notes §2.7 (not shipped). Stages, each ending in a checkpoint:
 
     phase0    FedAvg over all nodes (server/rounds.py's loop) → T_0
     original  evaluate T_0; the owner audits its D_r (membership inference: the server
@@ -35,16 +35,15 @@ from flwr.app import Message, RecordDict
 from methods.base import Method, RunSpec
 from methods.lirf.config import parse_sample_ids, round_lr
 from methods.lirf.metrics import forgetting, harmonic, predictions, roc_problem, split_accuracy
-from methods.lirf.protocol import (DEPOSIT_ACCURACY, DEPOSIT_CLASSES, DEPOSIT_ID,
-                                   DEPOSIT_REQUEST, MAX_ROC_POINTS, MIA_AUC, MODULE_SHA256,
-                                   NONMEMBER_LABELS, NONMEMBER_LOSSES, RECEIPT, ROC_FPR, ROC_TPR,
-                                   WITHDRAW_REQUEST)
 from methods.lirf.withdraw import (DEPOSIT, module_sha256, recovered_arrays, shallow_part,
                                    with_shallow)
 from protos import fedvault_pb2 as pb
 from protos.codec import PayloadError, decode, encode
-from protos.records import (ARRAYS, CONFIG, METRICS, from_array_record, header_config,
-                            to_array_record)
+from protos.contract import (ARRAYS, CONFIG, DEPOSIT_ACCURACY, DEPOSIT_CLASSES, DEPOSIT_ID,
+                            DEPOSIT_REQUEST, MAX_ROC_POINTS, METRICS, MIA_AUC, MODULE_SHA256,
+                            NONMEMBER_LABELS, NONMEMBER_LOSSES, RECEIPT, ROC_FPR, ROC_TPR,
+                            WITHDRAW_REQUEST, Phase)
+from protos.records import from_array_record, header_config, to_array_record
 from server.federation import Federation, FederationError
 from server.rounds import MAX_UPDATE_FACTOR, initial_arrays, run_rounds, save_state
 from server.run_dir import CHECKPOINT_FILE, RunDirectory
@@ -103,7 +102,7 @@ class LIRFWorkflow:
     def phase0(self) -> None:
         self.fedavg(self.spec, self.run, self.state)
         self.lirf["phase0_seconds"] = sum(m.get("seconds", 0.0) for m in self.run.metrics()
-                                          if m.get("phase") == "train")
+                                          if m.get("phase") == Phase.TRAIN)
         self.lirf["stage"] = "original"
         save_state(self.run, self.state)
 
@@ -120,7 +119,7 @@ class LIRFWorkflow:
             raise FederationError(f"deposit: the owner (partition {self.cfg.owner_partition}) "
                                   f"is not connected")
         started = time.perf_counter()
-        reply = self.ask(owner, rnd, "deposit", {DEPOSIT_REQUEST: encode(request)}, original,
+        reply = self.ask(owner, rnd, Phase.DEPOSIT, {DEPOSIT_REQUEST: encode(request)}, original,
                          message_type="train", check=self.deposit_check(original))
         seconds = time.perf_counter() - started
         if reply is None:
@@ -200,8 +199,9 @@ class LIRFWorkflow:
     def confirm_pending(self) -> bool:
         """Tell the owner what the checkpoint holds; True when it has acknowledged."""
         status = self.lirf.get("receipt_status")
-        flag, phase = {"committed": ("owner_committed", "deposit-commit"),
-                       "withdrawn": ("owner_released", "withdraw-commit")}.get(status, (None, None))
+        acknowledge = {"committed": ("owner_committed", Phase.DEPOSIT_COMMIT),
+                       "withdrawn": ("owner_released", Phase.WITHDRAW_COMMIT)}
+        flag, phase = acknowledge.get(status, (None, None))
         if flag is None or self.lirf.get(flag):
             return True
         receipt = self.receipt()
@@ -224,7 +224,7 @@ class LIRFWorkflow:
             if node is None:
                 self.run.log_event(f"round {rnd} withdraw: partition {partition} is not connected")
                 continue
-            reply = self.ask(node, rnd, "withdraw-request", {DEPOSIT_ID: receipt.deposit_id},
+            reply = self.ask(node, rnd, Phase.WITHDRAW_REQUEST, {DEPOSIT_ID: receipt.deposit_id},
                              check=_payload_check(pb.WithdrawRequest, WITHDRAW_REQUEST))
             if reply is None:
                 continue
@@ -239,7 +239,7 @@ class LIRFWorkflow:
 
     def fetch_module(self, receipt: pb.DepositReceipt, rnd: int) -> dict[str, np.ndarray]:
         template = {DEPOSIT + k: v for k, v in shallow_part(self.state["arrays"]).items()}
-        reply = self.ask(receipt.owner_node_id, rnd, "withdraw", {RECEIPT: encode(receipt)},
+        reply = self.ask(receipt.owner_node_id, rnd, Phase.WITHDRAW, {RECEIPT: encode(receipt)},
                          check=_module_check(template), record=False)
         if reply is None:
             raise FederationError("withdraw: the owner did not upload the module (see events.log)")
@@ -277,7 +277,7 @@ class LIRFWorkflow:
         nonmembers = {NONMEMBER_LOSSES: [float(v) for v in test_losses],
                       NONMEMBER_LABELS: [int(c) for c in self.test.y]}
         reply = None if owner is None else self.ask(
-            owner, rnd, "lirf-audit", {DEPOSIT_REQUEST: encode(self.deposit_request()),
+            owner, rnd, Phase.LIRF_AUDIT, {DEPOSIT_REQUEST: encode(self.deposit_request()),
                                        **nonmembers}, arrays,
             message_type="evaluate", check=_audit_check(self.test.num_classes))
         if reply is None:

@@ -16,10 +16,14 @@ import torch
 from flwr.app import Message
 
 from methods.base import Method, RunSpec
-from server.federation import Federation, FederationError, SampledGrid
+from protos.contract import METRICS, NUM_EXAMPLES, TRAIN_LOSS, Phase
 from protos.records import from_array_record, header_config, to_array_record
+from server.federation import Federation, FederationError, SampledGrid
 from server.divergence import DivergenceWatch
+from server.privacy_hooks import privacy_hooks
+from server.round_hooks import RoundHooks
 from server.run_dir import RunDirectory
+from server.strategy import method_strategy
 from server.validation import check_update
 
 # An update larger than this many times the global model is rejected.
@@ -33,42 +37,8 @@ def initial_arrays(method: Method, spec: RunSpec) -> dict[str, np.ndarray]:
     return method.shared_state(method.build_model(spec))
 
 
-class RoundHooks:
-    """Cross-cutting concerns around the loop (DP ledger, privacy audit); no-ops here.
-
-    A concern wraps the strategy, admits or holds back sampled nodes, adds to each
-    request, vets and reads each reply (per-client, before aggregation), and adds
-    figures to the summary at the end. It keeps what `--resume` needs in `state`.
-    """
-
-    train_phase = "train"
-
-    def wrap_strategy(self, strategy):
-        return strategy
-
-    def admit(self, rnd: int, node_ids: list[int]) -> list[int]:
-        return node_ids
-
-    def prepare(self, rnd: int, messages: list[Message]) -> list[Message]:
-        return messages
-
-    def check(self, reply: Message) -> str | None:
-        return None
-
-    def observe(self, rnd: int, replies: list[Message], arrays: dict[str, np.ndarray]) -> None:
-        pass
-
-    def reject(self, rnd: int, reply: Message, reason: str) -> None:
-        """A reply received but not aggregated (what it released still counts)."""
-
-    def finish(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-        return {}
-
-
 def round_hooks(fed: Federation, method: Method, spec: RunSpec, run: RunDirectory,
                 state: dict[str, Any]) -> RoundHooks:
-    from server.ledger import privacy_hooks  # it subclasses RoundHooks
-
     return privacy_hooks(fed, method, spec, run, state) or RoundHooks()
 
 
@@ -98,7 +68,7 @@ def run_rounds(
 
     `strategy` replaces the method's own (a stage that aggregates its own way)."""
     hooks = round_hooks(fed, method, spec, run, state)
-    strategy = hooks.wrap_strategy(strategy or method.strategy(spec))
+    strategy = hooks.wrap_strategy(strategy or method_strategy(method, spec))
     evaluate = GlobalEvaluator(method, spec)
     watch = DivergenceWatch(state, spec, evaluate.test.num_classes)
     arrays: dict[str, np.ndarray] = state["arrays"]
@@ -123,7 +93,7 @@ def run_rounds(
             SampledGrid(sampled),
         )
         replies = fed.exchange(
-            hooks.prepare(rnd, list(messages)), rnd, "train", check,
+            hooks.prepare(rnd, list(messages)), rnd, Phase.TRAIN, check,
             on_reject=lambda reply, why, rnd=rnd: hooks.reject(rnd, reply, why),
         )
         hooks.observe(rnd, replies, arrays)
@@ -138,12 +108,12 @@ def run_rounds(
         figures = evaluate(arrays)
         record = {
             "round": rnd,
-            "phase": "train",
+            "phase": Phase.TRAIN,
             **figures,
-            "train_loss": train_metrics.get("train-loss"),
+            "train_loss": train_metrics.get(TRAIN_LOSS),
             "sampled": len(sampled),
             "replies": len(replies),
-            "examples": int(sum(r.content["metrics"]["num-examples"] for r in replies)),
+            "examples": int(sum(r.content[METRICS][NUM_EXAMPLES] for r in replies)),
             "nodes": [fed.tag(r.metadata.src_node_id) for r in replies],  # whose updates count
             "seconds": time.perf_counter() - started,
         }

@@ -47,7 +47,7 @@ class RunDirectory:
         path = cls.check_free(path)
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
-        _atomic_write(path / "config.json", json.dumps(dict(config), indent=2, sort_keys=True).encode())
+        atomic_write(path / "config.json", json.dumps(dict(config), indent=2, sort_keys=True).encode())
         (path / "events.log").touch()  # always there: empty means nothing happened
         return run
 
@@ -114,7 +114,7 @@ class RunDirectory:
             if not data or data.endswith(b"\n"):
                 continue
             keep = data.rfind(b"\n") + 1
-            _atomic_write(path, data[:keep])
+            atomic_write(path, data[:keep])
             self.log_event(f"resume: dropped the unterminated last line of {name} (a record of a "
                            f"round that was never checkpointed): {data[keep:keep + 80]!r}")
 
@@ -137,14 +137,14 @@ class RunDirectory:
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         text = json.dumps(dict(summary), indent=2, sort_keys=True)
-        _atomic_write(self.path / "summary.json", text.encode())
+        atomic_write(self.path / "summary.json", text.encode())
 
     def truncate_metrics_after(self, last_round: int) -> None:
         """On resume, drop records of rounds the checkpoint does not contain."""
         self.drop_unterminated_lines()
         kept = [m for m in self.metrics() if int(m.get("round", 0)) <= last_round]
         body = "".join(json.dumps(m, sort_keys=True) + "\n" for m in kept)
-        _atomic_write(self.path / "metrics.jsonl", body.encode())
+        atomic_write(self.path / "metrics.jsonl", body.encode())
 
     # --- checkpoint -------------------------------------------------------------
     @property
@@ -200,7 +200,7 @@ def _save_checked(path: Path, arrays: Mapping[str, np.ndarray], state: Mapping[s
     np.savez(buffer, **payload, **{_STATE_KEY: np.frombuffer(
         json.dumps({"state": state_json, "sha256": digest}).encode(), dtype=np.uint8)})
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
 
 
 def _load_checked(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -229,7 +229,8 @@ def _digest(arrays: Mapping[str, np.ndarray], state_json: str) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` whole or not at all (a temp file, fsync, then rename)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as fh:
         fh.write(data)

@@ -15,7 +15,8 @@ from typing import Any, Callable
 import torch
 from flwr.serverapp import Grid
 
-from methods.base import RunSpec, parse_run_spec
+from methods.base import RunSpec
+from methods.resolve import parse_run_spec
 from methods.registry import get_method
 from server.federation import Federation
 from server.rounds import initial_arrays

@@ -11,7 +11,8 @@ import tomllib
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from methods.base import RunSpec, parse_run_spec, valid_keys
+from methods.base import RunSpec
+from methods.resolve import parse_run_spec, valid_keys
 from methods.config import ConfigError
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "simulations" / "scenarios"

@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 from flwr.serverapp.strategy import FedAvg
 
-from methods.base import STRATEGY_SAMPLING, Method, RunSpec, Stage, StageResult
+from methods.base import Method, RunSpec, Stage, StageResult
 from protos.records import from_array_record, to_array_record
 from server.divergence import STATE_KEY as DIVERGENCE_KEY
 from server.federation import Federation
 from server.rounds import Progress, run_rounds, save_state
 from server.run_dir import RunDirectory
+from server.strategy import STRATEGY_SAMPLING
 
 
 class _StageRun:

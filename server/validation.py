@@ -15,7 +15,7 @@ from typing import Mapping
 import numpy as np
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
-from protos.records import ARRAYS, METRICS
+from protos.contract import ARRAYS, METRICS, NUM_EXAMPLES
 
 
 def check_update(
@@ -31,10 +31,10 @@ def check_update(
     arrays = content.get(ARRAYS)
     metrics = content.get(METRICS)
     if not isinstance(arrays, ArrayRecord):
-        return "reply has no ArrayRecord 'arrays'"
-    if not isinstance(metrics, MetricRecord) or "num-examples" not in metrics:
-        return "reply has no MetricRecord 'metrics' with 'num-examples'"
-    reason = _check_examples(metrics["num-examples"], max_examples)
+        return f"reply has no ArrayRecord {ARRAYS!r}"
+    if not isinstance(metrics, MetricRecord) or NUM_EXAMPLES not in metrics:
+        return f"reply has no MetricRecord {METRICS!r} with {NUM_EXAMPLES!r}"
+    reason = _check_examples(metrics[NUM_EXAMPLES], max_examples)
     if reason:
         return reason
     if set(arrays) != set(template):

@@ -1,10 +1,10 @@
 """`fedvault bench ask-ac`: Ask-AC vs continuous monitoring (CM) vs vanilla PPO, over seeds.
 
-The small-scale design of notes/methods.md §8 (methods/askac/README.md). Every seed is one
+The small-scale design of the design notes §8 (methods/askac/README.md). Every seed is one
 `fedvault simulate ask-ac` run in its own process (Flower's Simulation Engine); its three
 stages train the three learners federated over the same CartPole variants.
 
-Bands (issue 6; each must hold in every seed):
+Bands (each must hold in every seed):
 - later-levels: Ask-AC training return (last 2k steps of a level) >= 90 % of CM's on levels 2..L
 - queries: Ask-AC's advisor queries <= 30 % of CM's
 - greedy-vs-vanilla: the learner's greedy return (standard head) > vanilla's on >= 2 of 3 levels

@@ -1,11 +1,11 @@
-"""`fedvault bench attn-div`: issue 7's Attention Diversification claims over seeds.
+"""`fedvault bench attn-div`: the Attention Diversification claims over seeds.
 
 Each seed is one `fedvault simulate attn-div` (Flower's Simulation Engine, 3 nodes, one
 source domain each), which trains ERM+MixStyle, Intra-ADR and I2-ADR federated on every
 leave-one-domain-out split of the scenario and reports the target-domain accuracies (mean
 over splits) and the attention diversity of the last feature map on target images.
 
-Bands (issue 7; `pass` = all three):
+Bands (`pass` = all three):
 - i2_minus_erm_mean: mean over seeds of target_accuracy.i2adr − target_accuracy.erm >= 0.01
 - ordering: i2adr >= intra >= erm on >= 2 seeds of 3 (>= 2/3 of the seeds in general)
 - intra_diversity_gt_erm: attention_diversity.intra > attention_diversity.erm on every seed

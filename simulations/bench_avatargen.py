@@ -1,9 +1,9 @@
-"""`fedvault bench avatargen`: issue 8's AvatarGen claims over seeds, with bands.
+"""`fedvault bench avatargen`: the AvatarGen claims over seeds, with bands.
 
 Each seed is one `fedvault simulate avatargen` run in its own process (Flower's Simulation
 Engine; two nodes with their own people and pose windows; three federated stages with
-identical schedules: avatargen, density, pose_agnostic_baseline). Bands (notes/methods.md
-§4(d)), each required on every seed:
+identical schedules: avatargen, density, pose_agnostic_baseline). Bands (design notes
+§4(d), methods/avatargen/README.md), each required on every seed:
 
 - animatable_beats_pose_agnostic: keypoint error ≥ 30% lower than the pose-agnostic
   baseline's, or mask IoU ≥ 0.1 higher

@@ -1,6 +1,6 @@
 """`fedvault bench deploy`: a round over real gRPC (SuperLink + 3 SuperNodes, TLS and
 node authentication, simulations/deploy.py LocalFederation via `fedvault deploy`'s
-path) against the same compute in Flower's Simulation Engine (issue 10, item 6).
+path) against the same compute in Flower's Simulation Engine (docs/performance.md).
 
 Both runs are the fedavg scenario on 3 nodes (one partition each), one local epoch,
 `ROUNDS` rounds, each in a fresh process, alternated per repeat. A round's time is

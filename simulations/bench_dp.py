@@ -1,7 +1,7 @@
 """`fedvault bench dp-overhead`: what DP-SGD costs per epoch, per grad-sample mode.
 
 For a small CNN (the foundation's SmallCNN, 0.15 M weights) and a Linear-heavy net
-(notes/privacy_audit.md §2's "wide": the DP MNIST CNN trunk + FC 512→1024→512→10,
+(the design notes' §2 "wide" net, not shipped: the DP MNIST CNN trunk + FC 512→1024→512→10,
 1.06 M weights, 99 % in Linear layers), `clients.training.train_locally` runs without
 DP and with DP-SGD in each Opacus grad-sample mode (hooks, ew, functorch, ghost).
 
@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from methods.base import Method, RunSpec, parse_run_spec
+from methods.base import Method, RunSpec
+from methods.resolve import parse_run_spec
 from methods.common.datasets import load_dataset
 from methods.common.nets import SmallCNN
 

@@ -7,7 +7,7 @@ which writes RUN/audit/report.json):
   (lr 0.05, momentum 0.9; at the DP run's lr 0.5 plain SGD diverges to chance and an
   audit of a diverged model shows nothing), same canaries, same audit.
 
-Bands (issue 16): the DP run keeps its accuracy (>= 0.85) and every audit's ε̂ stays
+Bands: the DP run keeps its accuracy (>= 0.85) and every audit's ε̂ stays
 <= ε; the run without DP gives white-box ε̂ > 0 on every seed (the audit detects
 missing DP). The black-box canary ε̂ and the MIA AUC of the run without DP are printed
 as informational bands.

@@ -1,9 +1,9 @@
 """`fedvault bench dynast`: DynaST's cascade vs coarse-only vs all-scale dense, over seeds.
 
-The small-scale protocol of notes/methods.md §7 (methods/dynast/README.md). Every seed is
+The small-scale protocol of the design notes §7 (methods/dynast/README.md). Every seed is
 one `fedvault simulate dynast` run in its own process (Flower's Simulation Engine, 3 nodes
 with one texture family each); each run trains the three variants as federated stages
-with identical schedules from the same initial weights. Bands (issue 8), on the means
+with identical schedules from the same initial weights. Bands, on the means
 over seeds with every seed's figures beside them:
 
 1. cascade warp L1 <= 0.9 × coarse-only, and cascade recon L1 < coarse-only;

@@ -1,6 +1,6 @@
 """`fedvault bench faults`: SIGKILL a SuperNode mid-round in real gRPC deployments.
 
-Issue 9, item 1: across fedavg, fedsa and lirf, every run must end (completed with
+The claim (docs/guarantees.md): across fedavg, fedsa and lirf, every run must end (completed with
 the remaining nodes, or a clean FederationError when too few remain) within the
 round timeout plus a bounded grace, and events.log must name the node and round.
 Each trial is a fresh LocalFederation (TLS + node auth, 3 SuperNodes via

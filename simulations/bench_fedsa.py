@@ -1,15 +1,15 @@
 """`fedvault bench fedsa`: scratch / random / all / sampled / topk / oracle over seeds.
 
-The small-scale protocol of notes/fedsa_lirf.md §3.1. Every (seed, variant) is
-one `fedvault simulate fedsa` run in its own process (Flower's Simulation
+The small-scale protocol of the design notes §3.1 (methods/fedsa/README.md). Every
+(seed, variant) is one `fedvault simulate fedsa` run in its own process (Flower's Simulation
 Engine, 6 teacher nodes). `scratch` is each run's `accuracy_scratch`: the same
 pre-fitted student and the same fresh head as the variants of its seed, adapted
 without any distillation (the bench checks that all variants of a seed agree).
 
 Bands (PASS/FAIL each; `pass` = all of them):
-- G1 (issue 3, note G1): in every seed, top-k precision at the first selection
+- G1 (the design notes' G1): in every seed, top-k precision at the first selection
   >= 0.8, and mean similarity of relevant teachers > that of distractors.
-- G2 (issue 3): in every seed, topk accuracy >= accuracy_scratch + 0.05.
+- G2: in every seed, topk accuracy >= accuracy_scratch + 0.05.
 - G2-mean (note G2): mean(sampled or topk) − mean(scratch) >= 0.05.
 Saliency against random / all / oracle is reported, not gated (pitfall 4).
 """

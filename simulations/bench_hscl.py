@@ -1,10 +1,10 @@
 """`fedvault bench hscl`: HSCL vs its baselines on one-class MNIST-5k, over seeds, with bands.
 
-The small-scale protocol of notes/methods.md §5 (methods/hscl/README.md). Every seed is
+The small-scale protocol of the design notes §5 (methods/hscl/README.md). Every seed is
 one `fedvault simulate hscl` run in its own process (Flower's Simulation Engine, 3 nodes
 with contamination rates 0.5ρ, ρ, 1.5ρ); each run trains, per normal class, HSCL and
 the CSI-lite contrastive baseline at ρ ∈ {0, 0.1, 0.2} and the supervised BCE baseline
-at ρ = 0.1. AUROCs are means over the normal classes; the bands (issue 6) are judged
+at ρ = 0.1. AUROCs are means over the normal classes; the bands are judged
 on the mean over seeds, as the note's claim is stated ("mean AUROC over ≥ 3 normal
 classes × 2 seeds"), with every seed's figure reported beside it:
 

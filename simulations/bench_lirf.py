@@ -1,14 +1,14 @@
 """`fedvault bench lirf`: the LIRF scenario over seeds and deposit class sets, with bands.
 
-The small-scale protocol of notes/fedsa_lirf.md §3.2 (methods/lirf/README.md).
+The small-scale protocol of the design notes §3.2 (methods/lirf/README.md).
 Every (class set, seed) is one `fedvault simulate lirf` run in its own process
 (Flower's Simulation Engine, 5 nodes); phase 0, deposit, withdrawal and the
 retrain baseline are all timed inside that run, by the same engine.
 
-Bands per run (issue 4; `pass` = every band of every run):
+Bands per run (`pass` = every band of every run):
 - target dep_acc <= 0.30;  original pre_acc − target pre_acc <= 0.02;  target H >= 0.78
 - |recovered dep_acc − original dep_acc| <= 0.02 and |recovered pre_acc − original pre_acc|
-  <= 0.03 (the issue's "within"; the note's G4 only bounds the drop, as T̃ may beat T_0
+  <= 0.03 (a two-sided "within"; the design notes' G4 only bounds the drop, as T̃ may beat T_0
   in the paper; the signed differences are reported)
 - retrain_seconds / deposit_seconds >= 3;  deposit_module_on_server is false
 """

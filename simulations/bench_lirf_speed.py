@@ -1,5 +1,5 @@
 """`fedvault bench lirf-speed`: LIRF's deposit wall time against retraining without
-the deposit data, at equal forgetting (issue 10, item 4).
+the deposit data, at equal forgetting (docs/performance.md).
 
 `fedvault bench lirf` already times both inside each LIRF run (the deposit, and the
 retrain baseline: FedAvg from scratch over the same nodes without the deposit set,

@@ -1,4 +1,4 @@
-"""`fedvault bench ltl`: issue 6's LTL claims over seeds, each a real `fedvault simulate ltl`.
+"""`fedvault bench ltl`: the LTL paper's claims over seeds, each a real `fedvault simulate ltl`.
 
 Bands (methods/ltl/README.md; `pass` = every band on every seed):
 - snn_within_3pts_by_epoch_10: the LTL student reaches teacher accuracy − 3 points within

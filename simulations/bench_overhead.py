@@ -1,5 +1,5 @@
 """`fedvault bench overhead`: what fedvault costs per round over plain PyTorch and
-over a minimal vanilla Flower app doing the same training (issue 10, item 1).
+over a minimal vanilla Flower app doing the same training (docs/performance.md).
 
 Three runs per repeat, side by side, each in a fresh process: the fedavg scenario
 (10 clients, Dirichlet 0.5, MNIST-5k) as

@@ -3,7 +3,7 @@
 Each seed is one `fedvault simulate pose` run in its own process (Flower's Simulation
 Engine; two camera nodes; three federated stages: dual + multi-scale training,
 body-only + multi-scale training, dual + single-scale training, the last also tested
-at 3 scales). Bands of issue 7 (notes/methods.md §3(d)), judged on the mean over
+at 3 scales). Bands (design notes §3(d), methods/pose/README.md), judged on the mean over
 seeds, with every seed's value printed:
 
 - dual_beats_body: AP_small(dual centers) ≥ AP_small(body center only) + 0.03

@@ -4,7 +4,7 @@ A claim benchmark runs `fedvault simulate SCENARIO` once per seed, each in its o
 process (Flower's Simulation Engine, exactly what a user runs), and judges the
 summaries against the claim's bands. A band is PASS/FAIL over all seeds; the
 bench's `pass` is the conjunction of its bands and no failed run. An informational
-band (a figure a note asks about that is not one of the issue's bands) is judged and
+band (a figure the design notes ask about that is not one of the bench's bands) is judged and
 printed like the others but does not decide `pass`.
 """
 

@@ -1,5 +1,5 @@
 """`fedvault bench scale`: 1,000 and 10,000 virtual clients, 10 sampled per round,
-20 rounds, in Flower's Simulation Engine (issue 10, item 2).
+20 rounds, in Flower's Simulation Engine (docs/performance.md).
 
 Each size runs `fedvault simulate fedavg`'s in-process path in a fresh process that
 records, at the end of every round, its round time and the resident memory of itself
@@ -95,7 +95,7 @@ def measure(num_clients: int, seed: int = 0, rounds: int = ROUNDS) -> dict[str, 
 
 
 def verdict(by_size: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    """The issue's checks on the per-size measurements."""
+    """The scale checks of docs/performance.md on the per-size measurements."""
     small, large = (by_size[n] for n in sorted(by_size))
     time_ratio = large["steady_seconds"] / small["steady_seconds"]
     checks = {f"rss flat after round 2 (N={n})": flatness(r["rss_per_round"], 2, RSS_TOLERANCE)

@@ -1,9 +1,9 @@
 """`fedvault bench style-gnn`: the GNN style transfer vs AdaIN over seeds, with bands.
 
-The small-scale protocol of notes/methods.md §6 (methods/style_gnn/README.md). Every seed is
+The small-scale protocol of the design notes §6 (methods/style_gnn/README.md). Every seed is
 one `fedvault simulate style-gnn` run in its own process (Flower's Simulation Engine, 3 nodes
 with their own content crops and style families): a federated GNN stage and a federated
-AdaIN stage, judged on the server's held-out pairs. The bands (issue 8) must hold on every
+AdaIN stage, judged on the server's held-out pairs. The bands must hold on every
 seed:
 
 1. patch_nn_distance.gnn < patch_nn_distance.adain and content_loss.gnn ≤ 1.2 × content_loss.adain;

@@ -1,5 +1,5 @@
 """`fedvault bench wire`: bytes on the wire per round and per phase, for fedavg, fedsa
-and lirf, and the payloads' overhead over the raw tensor bytes (issue 10, item 5).
+and lirf, and the payloads' overhead over the raw tensor bytes (docs/performance.md).
 
 Each scenario runs its real server workflow and real ClientApp in this process, on a
 grid that hands every message to the ClientApp and weighs it as Flower 1.39 ships it:
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from flwr.app import ArrayRecord, Context, Message, RecordDict
+
+from protos.contract import Phase
 
 MAX_OVERHEAD = 0.05  # fedavg's train phase: protobuf + object headers over raw tensor bytes
 SCENARIOS: dict[str, dict[str, str]] = {
@@ -115,13 +117,13 @@ def measure(scenario: str) -> dict[str, Any]:
     rounds = spec.federation.num_server_rounds
     return {"rounds": rounds, "phases": phases, "bytes_per_round": {
         key: row["wire_bytes"] / rounds for key, row in phases.items() if key.startswith(
-            ("train/", "teacher/", "distill/", "select/"))}}
+            tuple(f"{p}/" for p in (Phase.TRAIN, Phase.TEACHER, Phase.DISTILL, Phase.SELECT)))}}
 
 
 def teacher_replies_only_student_and_scalar(fedsa: dict[str, Any], student_bytes: int) -> bool:
     """FedSA teachers' replies: tensors no bigger than the student's weights per reply."""
     up = [row for key, row in fedsa["phases"].items() if key.endswith("/up")
-          and key.split("/")[0] in ("teacher", "select", "distill")]
+          and key.split("/")[0] in (Phase.TEACHER, Phase.SELECT, Phase.DISTILL)]
     return all(row["tensor_bytes"] <= row["messages"] * student_bytes for row in up)
 
 

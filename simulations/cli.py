@@ -85,7 +85,7 @@ def resumable(run_dir: Path, scenario: Optional[str], set_: List[str], seed: Opt
     """The spec and scenario of a run to continue, or ConfigError/RunDirError (exit 2, nothing
     changed): a resumed run keeps its own config, so overrides are refused, and so are a
     corrupt checkpoint, one written for another config, a finished run, another scenario."""
-    from methods.base import parse_run_spec
+    from methods.resolve import parse_run_spec
 
     for flag, given in (("--set", bool(set_)), ("--seed", seed is not None), ("--out", out is not None)):
         if given:

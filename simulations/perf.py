@@ -1,4 +1,4 @@
-"""Measurement helpers shared by the performance benches (issue 10).
+"""Measurement helpers shared by the performance benches (docs/performance.md).
 
 The machines are shared and noisy, so every figure is a ratio of medians taken
 side by side in one run; memory is read from /proc (psutil is not a dependency)

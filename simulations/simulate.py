@@ -13,6 +13,7 @@ import tempfile
 from typing import Any
 
 from clients.app import app as client_app
+from protos.contract import Phase
 from server.app import make_server_app
 from server.runner import Job
 
@@ -64,12 +65,12 @@ def run_in_process(job: Job, num_nodes: int, *, ray_address: str | None = None,
 
 
 def round_line(record: dict[str, Any], total: int) -> str:
-    phase = record.get("phase", "train")
+    phase = record.get("phase", Phase.TRAIN)
     if "stage" in record:  # multi-stage methods: rounds run on across stages
         # `last_round` comes with live progress only; a deploy follows metrics.jsonl without it.
         last = f"/{record['last_round']}" if "last_round" in record else ""
         parts = [f"stage {record['stage']}: round {record['round']}{last}"]
-    elif phase == "train":
+    elif phase == Phase.TRAIN:
         parts = [f"round {record['round']}/{total}"]
     else:  # multi-phase workflows (LIRF, FedSA) number their phases after the training rounds
         parts = [f"{phase} (step {record['round']})"]

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from clients.tasks import local_seed
 from methods.base import RunSpec
 from methods.registry import get_method
+from protos.contract import partition_key
 
 RoundClock = Callable[[int, dict[str, float]], None]
 
@@ -73,7 +74,7 @@ class Workload:
     def client_update(self, arrays: dict[str, np.ndarray], pid: int, rnd: int) -> dict[str, np.ndarray]:
         self.method.load_shared_state(self.model, arrays)
         plain_train(self.model, self.train.subset(self.shards[pid]), self.spec,
-                    local_seed(self.spec, rnd, f"p{pid}"))
+                    local_seed(self.spec, rnd, partition_key(pid)))
         # copies: shared_state's arrays are views of the one model reused for every client
         return {k: v.copy() for k, v in self.method.shared_state(self.model).items()}
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from server.audit import accounting
-from server.audit.phase import AUDIT_DIR, PHASE_FILE, SCORES_FILE
+from server.audit.scores import AUDIT_DIR, PHASE_FILE, SCORES_FILE
 from server.ledger import LEDGER_FILE
 from server.run_dir import RunDirectory
 from server.scenario import resolve

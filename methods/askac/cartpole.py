@@ -62,7 +62,7 @@ class CartPoles:
 
 
 def advisor_action(obs: np.ndarray) -> np.ndarray:
-    """The scripted advisor of notes/methods.md §8(c): push toward where the pole falls,
+    """The scripted advisor of the design notes §8(c): push toward where the pole falls,
     a = 1[θ + 0.5·θ̇ + 0.05·x + 0.1·ẋ > 0]; it balances 500 steps at every level."""
     obs = np.atleast_2d(obs)
     score = obs[:, 2] + 0.5 * obs[:, 3] + 0.05 * obs[:, 0] + 0.1 * obs[:, 1]

@@ -2,7 +2,7 @@
 
 Defaults are the official CartPole settings (`utils/default_model.py` of
 github.com/liushunyu/Ask-AC: Adam lr 1e-3, n_steps 256, batch 256, 10 epochs, γ 0.99,
-λ 0.95, clip 0.2, c_V 0.5, entropy 0) at the small scale of notes/methods.md §8(c).
+λ 0.95, clip 0.2, c_V 0.5, entropy 0) at the small scale of the design notes §8(c) (not shipped).
 """
 
 from __future__ import annotations

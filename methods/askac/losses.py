@@ -13,7 +13,7 @@ Framework", IEEE TSMC 2023, arXiv:2207.01955), as the official code computes the
 
 "NLL" is the official `F.nll_loss(probs, target)` applied to *probabilities* (not
 log-probabilities): it equals −mean p(target|s). We keep the code's form (the code is
-the reference where code and paper readings differ, notes/methods.md).
+the reference where code and paper readings differ, as the design notes say).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ state selector, §IV-B), compared with continuous advisor monitoring (CM) and va
 on a non-stationary CartPole whose pole length changes 0.5 → 1.0 → 2.0. Equations:
 methods/askac/losses.py; the rollout and update order: methods/askac/learner.py.
 
-Federated mapping (notes/methods.md §8(e)): each client is one environment variant (its
+Federated mapping (design notes §8(e), not shipped): each client is one environment variant (its
 pole-length factor) with its own scripted advisor; the full policy/value network,
 ask head included, is FedAvg-aggregated; each compared learner is one stage.
 """

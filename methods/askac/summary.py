@@ -1,4 +1,4 @@
-"""The issue's summary figures from the stages' per-round records (server side).
+"""Ask-AC's summary figures from the stages' per-round records (server side).
 
 Each record holds the server's evaluation of the global model after the round: greedy
 returns per level (`return_level{k}`), and the FedAvg means of the clients' counters
@@ -13,7 +13,7 @@ from typing import Any
 
 from methods.askac.config import AskACConfig
 
-# Summary key suffix of each variant (the issue's names).
+# Summary key suffix of each variant (the names in methods/askac/README.md).
 KEY = {"askac": "askac", "cm": "continuous_monitoring", "vanilla": "vanilla",
        "no-selector": "no_selector"}
 QUERY_KEY = {"askac": "askac", "cm": "cm", "vanilla": "vanilla", "no-selector": "no_selector"}

@@ -1,7 +1,7 @@
 """Configuration of Attention Diversification (I2-ADR), Meng et al., ECCV 2022 (arXiv:2210.04206).
 
 Defaults follow the official code (hikvision-research/DomainGeneralization, eda3201)
-scaled to a 2-core CPU as in notes/methods.md §2(c): loss weights (0.05 / 200 / 1) and
+scaled to a 2-core CPU as in the design notes §2(c) (not shipped): loss weights (0.05 / 200 / 1) and
 application probabilities (0.33 / 0.2 / 0.2) unchanged; width, resolution, epochs and
 top-k shrunk (k ≈ C/32).
 """

@@ -1,7 +1,7 @@
 """Four source/target domains rendered from real MNIST-5k digits by documented style shifts.
 
-The paper evaluates on PACS / OfficeHome (not available offline); notes/methods.md §2(c)
-replaces them with four RGB domains built from the bundled MNIST-5k images:
+The paper evaluates on PACS / OfficeHome (not available offline); the design notes §2(c)
+(not shipped) replace them with four RGB domains built from the bundled MNIST-5k images:
 
 - 0 clean:      the grey digit, white on black.
 - 1 inverted:   black digit on a background of a random per-image tint.

@@ -76,7 +76,7 @@ def attention_diversity(features: torch.Tensor) -> torch.Tensor:
 
     h(p) = share of the channels (with any positive response) whose argmax is p;
     diversity = H(h) / log(H·W): 0 when all channels look at one position, 1 when
-    they spread evenly (notes/methods.md §2(d) claim 2: "channels attend to different
+    they spread evenly (design notes §2(d) claim 2, not shipped: "channels attend to different
     locations"). N×C×H×W → N.
     """
     h, w = features.shape[2:]
@@ -89,7 +89,7 @@ def attention_diversity(features: torch.Tensor) -> torch.Tensor:
 
 def attention_entropy(features: torch.Tensor) -> torch.Tensor:
     """Entropy of the spatial attention a(x) = mean_c softmax_{HW}(F_c), normalised to [0, 1]
-    (notes/methods.md §2(d) claim 2, first reading: "entropy of a_5"). N×C×H×W → N."""
+    (design notes §2(d) claim 2, first reading, not shipped: "entropy of a_5"). N×C×H×W → N."""
     return _normalised_entropy(spatial_attention(features))       # N×P, sums to 1
 
 

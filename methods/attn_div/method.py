@@ -4,7 +4,7 @@ Meng, Li, Xie, Wang, Pu, Chen, Li, Yuan. ECCV 2022, arXiv:2210.04206.
 Losses (losses.py): Intra stage L_cls + L_intra (Eq. 2–4); I2 stage L_cls + L_intra +
 L_inter with L_inter = w_dir·L_dir − L_dvr (Eq. 5–7, the official code's sign; code w_dir = 200).
 
-Federated mapping (notes/methods.md §2(e)): every client holds one source domain; the
+Federated mapping (design notes §2(e), not shipped): every client holds one source domain; the
 held-out target domain is never trained on and is the server's test set. Per
 leave-one-domain-out split the scenario runs these FedAvg stages over the same nodes:
 

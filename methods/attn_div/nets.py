@@ -23,7 +23,7 @@ def mixstyle(x: torch.Tensor, p: float, alpha: float) -> torch.Tensor:
 
     μ_mix = λμ + (1−λ)μ_π, σ_mix likewise, λ ~ Beta(α, α), μ and σ per sample and channel
     and detached. π is a shuffle of the batch: a client holds one domain, so styles mix
-    within the client (notes/methods.md §2(e)), not across two domains' batch halves.
+    within the client (design notes §2(e), not shipped), not across two domains' batch halves.
     """
     if torch.rand(()) >= p or x.size(0) < 2:
         return x

@@ -2,7 +2,7 @@
 the proxy SDF d_proxy and inverse linear-blend skinning (AvatarGen, Zhang et al.,
 arXiv:2208.00561, Sec. 3.2: x̄ = Σ_k w_k(x_o)·G_k(θ)⁻¹·x_o, the SMPL-guided canonical mapping).
 
-The SMPL mesh is replaced by capsules (notes/methods.md §4(c)); nearest-vertex skinning by
+The SMPL mesh is replaced by capsules (design notes §4(c), not shipped); nearest-vertex skinning by
 w = softmax(−dist_to_bone / τ_w), τ_w = 0.05. We blend the per-bone inverse maps (the
 paper's "inverse of the blended transform" differs only where bones overlap).
 Coordinates: y up, the figure spans y ∈ [−0.85, 0.75] in the canonical arms-out pose.

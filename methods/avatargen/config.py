@@ -1,6 +1,6 @@
 """AvatarGen's configuration (`[avatargen]` in a scenario, `--set avatargen.KEY=VALUE`).
 
-Sizes follow notes/methods.md §4(c), shrunk for a shared 2-core CPU (24² renders); the
+Sizes follow the design notes §4(c) (not shipped), shrunk for a shared 2-core CPU (24² renders); the
 loss weights are the note's: NS-GAN, R1 γ = 1, eikonal 0.1, minimal surface 0.01, δd prior
 0.1 outside the proxy, ‖Δx‖² 1.0. `variant` is what a stage changes.
 """

@@ -1,7 +1,7 @@
 """Procedural training and test data: mini-SMPL people with garments, rendered exactly.
 
-notes/methods.md §4(c): capsules + random garment SDF offsets (skirt cone, wide sleeves,
-trousers, hair blob), per-part colours, random pose θ within joint limits and random
+The design notes' §4(c) (not shipped): capsules + random garment SDF offsets (skirt cone,
+wide sleeves, trousers, hair blob), per-part colours, random pose θ within joint limits and random
 azimuth; the SDF is sampled densely along orthographic rays and the first sign change
 gives mask and depth (render.first_hit). Each image is stored with its (θ, φ).
 A node's people and poses differ from the other nodes' (§4(e)): node k raises its arms

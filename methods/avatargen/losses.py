@@ -1,5 +1,5 @@
 """AvatarGen's training losses (Zhang et al., arXiv:2208.00561, Sec. 3.3–3.4; weights of
-notes/methods.md §4(c)).
+the design notes §4(c), not shipped).
 
 - NS-GAN (Goodfellow et al. 2014, the non-saturating form used by EG3D / AvatarGen):
   L_D = softplus(D(G(z))) + softplus(−D(x)),  L_G = softplus(−D(G(z)))

@@ -7,7 +7,7 @@ samples are warped to a canonical body by inverse skinning of a body proxy (body
 rendered with σ = (1/α)·Sigmoid(−d/α) (Eq. 4, render.py); losses.py holds NS-GAN + R1 +
 eikonal + minimal surface + δd prior + ‖Δx‖².
 
-Federated mapping (notes/methods.md §4(e)): each node holds its own procedural people and
+Federated mapping (design notes §4(e), not shipped): each node holds its own procedural people and
 pose distribution (data.py); G and D train locally (one module, simultaneous updates via
 a parameter-detached D in the generator loss, nets.Discriminator.frozen) and FedAvg
 averages both. Stages (server/stages.py), identical schedules: avatargen, density (the

@@ -1,4 +1,4 @@
-"""How the renders are judged (notes/methods.md §4(d)).
+"""How the renders are judged (design notes §4(d), not shipped).
 
 - mask_iou: IoU of the rendered opacity mask (> 0.5) with the body proxy's mask at the
   target pose θ*, averaged over target poses.

@@ -1,4 +1,4 @@
-"""AvatarGen's generator and discriminator, small (notes/methods.md §4(c)).
+"""AvatarGen's generator and discriminator, small (design notes §4(c), not shipped).
 
 Generator (Zhang et al., arXiv:2208.00561, Sec. 3.2, Fig. 2): a mapping network z → w; for a
 ray sample x_o at pose θ, inverse skinning (body.inverse_skinning) gives x̄, a deformation

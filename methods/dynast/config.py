@@ -2,7 +2,7 @@
 
 Liu et al., "DynaST: Dynamic Sparse Transformer for Exemplar-Guided Image Generation",
 ECCV 2022 (arXiv:2207.06124). Defaults follow the small-scale CPU design of
-notes/methods.md §7(c): 32² paper dolls, encoders to 8×8, dense dynamic attention at
+the design notes §7(c) (not shipped): 32² paper dolls, encoders to 8×8, dense dynamic attention at
 8×8, sparse cascade at 16² and 32², top_k 4, prune_dim 8, pos_dim 8, ngf 16,
 L1 reconstruction ×10 and warp L1 ×100, GAN off (a documented deviation).
 """

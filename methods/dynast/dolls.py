@@ -1,4 +1,4 @@
-"""Procedural paper dolls: one textured figure in two poses (notes/methods.md §7(c)).
+"""Procedural paper dolls: one textured figure in two poses (design notes §7(c), not shipped).
 
 The small-scale stand-in for DeepFashion's same-person/other-pose pairs (DynaST's
 supervised self_ref=1 setting): an identity (per-part colours, texture period and

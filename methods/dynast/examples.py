@@ -1,5 +1,5 @@
 """Example images of a DynaST run: per variant, rows of
-map | exemplar | warped exemplar | output | ground truth (issue 8: a person would rather
+map | exemplar | warped exemplar | output | ground truth (a person would rather
 look at them than read numbers)."""
 
 from __future__ import annotations

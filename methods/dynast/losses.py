@@ -6,7 +6,8 @@ code: models/pix2pix_model.py::compute_generator_loss).
 The warp term is the code's per-block warping loss (×1000 there; self_ref=1 pairs, so the
 ground truth of every block's warped exemplar is the target X pooled to the block's scale).
 The reconstruction L1 stands in for the paper's VGG feature-matching and perceptual terms,
-and the hinge GAN is off: both documented deviations of the CPU design (notes/methods.md §7(c)).
+and the hinge GAN is off: both documented deviations of the CPU design (design notes §7(c),
+not shipped; methods/dynast/README.md).
 """
 
 from __future__ import annotations

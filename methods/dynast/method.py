@@ -4,7 +4,7 @@ Exemplar-Guided Image Generation", ECCV 2022 (arXiv:2207.06124). Dynamic attenti
 cascade (nets.py) and the generator objective λ_rec‖ŷ − X‖₁ + λ_warp Σ_l‖warp_l − X_l‖₁
 (losses.py), on procedural paper-doll pairs (dolls.py).
 
-Federated mapping (notes/methods.md §7(e)): every client holds pairs of one texture family
+Federated mapping (design notes §7(e), not shipped): every client holds pairs of one texture family
 (non-IID); FedAvg aggregates the whole generator (encoders, attention and pruning
 projections, positional embedding, decoder). Stages (server/stages.py), identical
 schedules, each from the same seeded initial weights:

@@ -1,4 +1,4 @@
-"""Two-digit canvases: the FedSA small-scale protocol (notes/fedsa_lirf.md §3.1).
+"""Two-digit canvases: the FedSA small-scale protocol (design notes §3.1, not shipped).
 
 A canvas is 1×14×28 = [left digit | right digit], each an MNIST-5k digit
 average-pooled 2×2 to 14×14 (already z-scored). The student's new task is the

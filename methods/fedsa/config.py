@@ -1,6 +1,6 @@
 """FedSA's run configuration (the `[fedsa]` section of a scenario).
 
-Defaults are the small-scale protocol of `notes/fedsa_lirf.md` §3.1 (two-digit
+Defaults are the small-scale protocol of the design notes §3.1 (not shipped; two-digit
 canvases, 6 teacher nodes); the paper-scale defaults of the official code are
 in §1.5. The shared local loop reads `local_epochs`, `batch_size`, `lr`,
 `weight_decay` and `optimizer` for the node-side distillation step.

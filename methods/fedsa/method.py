@@ -1,5 +1,5 @@
-"""FedSA: Shi et al., "Federated Selective Aggregation for Knowledge Amalgamation",
-arXiv:2207.13309 (journal version: Chip 2(3):100053, 2023); official code:
+"""FedSA: Xie, Yu, Fang, Song et al., "Federated Selective Aggregation for Knowledge
+Amalgamation", arXiv:2207.13309, 2022 (journal version: Chip 2(3):100053, 2023); official code:
 zju-vipa/KamalEngine, examples/knowledge_amalgamation/FedSA.
 
 A server owning a student and a few labelled probe images learns a NEW task
@@ -34,7 +34,7 @@ from methods.fedsa.nets import CanvasCNN
 class FedSAMethod(Method):
     name = "fedsa"
     config_cls = FedSAConfig
-    paper = "Shi et al., FedSA, arXiv:2207.13309 (Chip 2023)"
+    paper = "Xie, Yu, Fang, Song et al., FedSA, arXiv:2207.13309 (Chip 2023)"
     workflow = "fedsa"
 
     def build_model(self, spec: RunSpec) -> nn.Module:

@@ -1,6 +1,6 @@
 """FedSA's networks: canvas CNNs (student and teachers) and the translator.
 
-"CNN a-b-c" (notes/fedsa_lirf.md §3): [conv3×3 a, norm, ReLU, maxpool2] →
+"CNN a-b-c" (design notes §3, not shipped): [conv3×3 a, norm, ReLU, maxpool2] →
 [conv b, norm, ReLU] → [conv c, norm, ReLU] = A, the last-stage feature map
 that Grad-CAM and the hint loss read, then a head pooled on a 1×2 grid (so a
 head can tell the left half from the right) and a linear layer.

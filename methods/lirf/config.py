@@ -2,7 +2,7 @@
 
 The inherited LocalTrainingConfig fields drive phase 0 (FedAvg → T_0) and the
 retrain baseline; the `deposit_*` fields drive the owner's deposit training
-(notes/fedsa_lirf.md §2.3 and §3.2).
+(design notes §2.3 and §3.2, not shipped).
 """
 
 from __future__ import annotations

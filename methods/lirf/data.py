@@ -1,6 +1,6 @@
 """Who holds which data in the LIRF scenario, and which of the owner's samples form D_r.
 
-Class-level (notes/fedsa_lirf.md §3.2: D_r = all ~1,200 training images of the
+Class-level (design notes §3.2, not shipped: D_r = all ~1,200 training images of the
 deposit classes): the scenario's partitioner splits the preserved classes over
 all nodes and the owner node additionally holds every deposit-class sample, so
 D_r is a data owner's whole holding of those classes. Sample-level: the usual

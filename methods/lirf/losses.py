@@ -10,7 +10,7 @@ trained, as in the official code (JngwenYe/LIRF train_deposit.py), as
       − λ_at·L_at(h_T, h_T0)               attention distance (λ_at = 0 in the code)
 
 with KD(a, b) = KL(softmax(b) ‖ softmax(a)), g keeping the preserved-class
-logits and ḡ the deposit-class logits, all on x ∈ D_r (notes/fedsa_lirf.md §2.3).
+logits and ḡ the deposit-class logits, all on x ∈ D_r (design notes §2.3, not shipped).
 """
 
 from __future__ import annotations

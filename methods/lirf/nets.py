@@ -6,7 +6,7 @@ target T keeps the frozen deep part T_0^(n−) and retrains the shallow part; th
 deposit module T_r replaces the shallow part; withdrawal (Eq. of §3.4)
 T̃(x) = g(z_T(x)) ⊕ ḡ(z_{T_r∘T^(n−)}(x)).
 
-The CNN follows notes/fedsa_lirf.md §3: [conv a, norm, ReLU, maxpool] → [conv b,
+The CNN follows the design notes §3 (not shipped): [conv a, norm, ReLU, maxpool] → [conv b,
 norm, ReLU] → [conv c, norm, ReLU] → global average pool → linear, on MNIST
 average-pooled to 14×14; shallow = blocks 1-2, deep = block 3 + GAP + linear.
 BatchNorm by default (the protocol's): with GroupNorm the deposit does not

@@ -2,7 +2,7 @@
 initialised from a pruned copy of T_0's shallow part).
 
 Per-layer unstructured L1 masks on the conv weights: pruning must keep T_r's
-output channels, which the frozen deep part consumes (notes/fedsa_lirf.md §2.2).
+output channels, which the frozen deep part consumes (design notes §2.2, not shipped).
 torch's pruning reparametrisation multiplies the mask into every forward pass,
 so the masks hold during deposit training; `make_permanent` bakes them in.
 """

@@ -2,7 +2,7 @@
 
 The inherited LocalTrainingConfig fields drive every stage's local loop (Adam, as the
 note's CPU design); `variant` is what a stage changes (teacher, LTL student, BPTT
-baseline), the rest are the paper's LIF and loss settings (notes/methods.md §1).
+baseline), the rest are the paper's LIF and loss settings (design notes §1, not shipped).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Local Tandem Learning", NeurIPS 2022 (arXiv:2210.04532); the offline LTL loss L 
 
 Stages (server/stages.py), all FedAvg rounds over the same nodes, one round = one epoch
 over the federation's data when local-epochs = 1:
-  teacher      the ANN teacher, cross-entropy (FedAvg'ed; notes/methods.md §1(e))
+  teacher      the ANN teacher, cross-entropy (FedAvg'ed; design notes §1(e))
   ltl          the SNN student from scratch, the frozen teacher embedded beside it; every
                node computes its own layer targets (losses.py) and only student weights change
   bptt         the same SNN from the same initial weights, end-to-end BPTT, CE only

@@ -2,7 +2,7 @@
 
 Yang et al., "Training Spiking Neural Networks with Local Tandem Learning", NeurIPS 2022
 (arXiv:2210.04532), §3; code: Aries231/Local_tandem_learning_rule, models/cifar10/vgg11.py
-(`CNN_ReluX`, `SpikingCNN`, `SpikingE2E`), shrunk as notes/methods.md §1(c):
+(`CNN_ReluX`, `SpikingCNN`, `SpikingE2E`), shrunk as in the design notes §1(c) (not shipped):
 conv(C→w0, s1) → conv(w0→w1, s2) → conv(w1→w2, s2) → FC(hidden) → FC(classes).
 
 LIF neuron with hard reset (the paper's LIF model, `mem_update` of the code):

@@ -1,6 +1,6 @@
 """The pose method's configuration (`[pose]` in a scenario, `--set pose.KEY=VALUE`).
 
-Settings follow the small-scale CPU design of notes/methods.md §3(c): 64×64 procedural
+Settings follow the small-scale CPU design of the design notes §3(c): 64×64 procedural
 stick-figure images, stride-2 (32×32) heads, Adam 2e-3, batch 16, σ = max(0.6, 0.08h)
 cells, offset radius max(1, 0.15h) cells, smooth-L1 β = 0.1, peak threshold 0.15.
 """

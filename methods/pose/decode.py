@@ -6,7 +6,7 @@ J_k = x + h·Ô_k(x) with h = exp(log ĥ(x)) (the scale-normalised regression), 
 by the center's heat. With dual centers the body and head candidates are pooled;
 a head and a body candidate whose poses agree (mean joint distance below
 `fuse_distance` person heights) are one person and fused (score-weighted joints,
-score 1 − (1 − s_b)(1 − s_h)), since notes/methods.md §3 found unfused duplicates
+score 1 − (1 − s_b)(1 − s_h)), since the design notes' §3 pilot found unfused duplicates
 ruin precision. OKS-NMS then removes the remaining duplicates. The multi-scale test
 baseline runs the net on rescaled copies and pools every scale's candidates.
 """

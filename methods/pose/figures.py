@@ -1,6 +1,6 @@
 """Procedural multi-person images: stick figures with 14 COCO-style keypoints.
 
-The small-scale stand-in for COCO of notes/methods.md §3(c): 64×64 RGB images with
+The small-scale stand-in for COCO of the design notes §3(c): 64×64 RGB images with
 1–4 people whose height h is log-uniform in a camera's range, random joint angles
 within anatomical limits, limbs drawn as anti-aliased lines of width ∝ h, an
 ellipse head, one colour per person, a smooth-noise background, and occlusion by

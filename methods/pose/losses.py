@@ -9,7 +9,7 @@ center kind c (body; body and head for dual centers),
 in the DEKR form (Geng et al., CVPR 2021, Eqs. 3–4) with the paper's human-scale
 normalisation: offsets are regressed divided by the person's height h, so the
 smooth-L1 error is measured in person heights whatever the person's size. The exact
-equation numbers of 2208.11975 were not retrieved (notes/methods.md §3: "[inferred,
+equation numbers of 2208.11975 were not retrieved (design notes §3, not shipped: "[inferred,
 DEKR-style]"); the weights are the note's working settings:
 
     L_heat = w_h · mean( (Ĉ − C)² · (1 + 9·1[C > 0.05]) )                            (2)

@@ -6,7 +6,7 @@ regressed from a body center and a head center with human-scale normalised offse
 (losses.py Eq. 1–3, targets.py), multi-scale training so a single-scale test copes
 with small persons, no multi-scale test.
 
-Federated mapping (notes/methods.md §3(e)): every node is a camera whose people
+Federated mapping (design notes §3(e), not shipped): every node is a camera whose people
 have heights in its own band of [train-height-min, train-height-max] (far-field
 cameras see small people, near-field ones large); nodes train locally with the
 shared loop and FedAvg averages all parameters. The server's pooled test set holds

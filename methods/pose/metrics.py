@@ -2,7 +2,7 @@
 
 OKS (COCO keypoint evaluation; Ruggero Ronchi & Perona, ICCV 2017):
     OKS = Σ_k v_k · exp(−d_k² / (2 s² κ_k²)) / Σ_k v_k,  κ_k = 2σ_k,  s² = the person's area
-with the COCO σ of the matching joints (notes/methods.md §3(c)) and area = the
+with the COCO σ of the matching joints (design notes §3(c), not shipped) and area = the
 bounding-box area of the ground-truth joints. AP is COCO's: detections of all images
 ranked by score, greedily matched to unmatched ground truth at OKS ≥ t, 101-point
 interpolated precision. Size ranges as in COCO's area ranges: ground truth outside

@@ -1,6 +1,6 @@
 """The pose network: a small encoder-decoder with stride-2 center/offset heads.
 
-The CPU stand-in (notes/methods.md §3(c), ~0.1 M parameters) for the paper's HRNet
+The CPU stand-in (design notes §3(c), not shipped; ~0.1 M parameters) for the paper's HRNet
 backbone with DEKR-style heads (Cheng et al., arXiv:2208.11975 §3): from a 64×64
 image it predicts at 32×32 cells, for each of the two anatomical centers (body,
 head), a center heatmap C, the 14 keypoints' offsets from the center divided by

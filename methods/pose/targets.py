@@ -3,7 +3,7 @@
 Cheng et al., arXiv:2208.11975 §3: a person is found at an anatomical center and
 its keypoints are regressed from there. The body center is the mean of the
 person's visible keypoints (DEKR, Geng et al. CVPR 2021); the head center is the
-mean of head top and neck (notes/methods.md §3(c)). Per center kind the targets at
+mean of head top and neck (design notes §3(c), not shipped). Per center kind the targets at
 32×32 cells are a Gaussian heatmap with σ = max(0.6, 0.08h) cells and, within
 radius max(1, 0.15h) cells of the center, the keypoints' offsets divided by the
 person's height h plus log h (the human-scale normalisation). Multi-scale training

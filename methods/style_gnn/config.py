@@ -1,7 +1,7 @@
 """The GNN style transfer's configuration (`[style-gnn]` in a scenario).
 
 Jing et al., "Learning Graph Neural Networks for Image Style Transfer", ECCV 2022,
-arXiv:2207.11681. Sizes follow the small-scale CPU design of notes/methods.md §6(c):
+arXiv:2207.11681. Sizes follow the small-scale CPU design of the design notes §6(c):
 64×64 images, a frozen random conv encoder 64-128-256 (16×16 at its last layer), 3×3
 feature patches as graph nodes, style scales {1, 0.75}, one attention layer with 2 heads
 of width 128, λ_s = 5.

@@ -1,6 +1,6 @@
 """Content photos, style families and the (content, style) pairs nodes train on.
 
-Small-scale stand-in for MS-COCO content and WikiArt style (notes/methods.md §6(c)),
+Small-scale stand-in for MS-COCO content and WikiArt style (design notes §6(c), not shipped),
 all offline: content = 64×64 crops of scikit-learn's sample photo china.jpg (halved to
 320×213) with flips and colour jitter; style = six families: crops of flower.jpg and five
 procedural coloured textures (stripes at several angles and frequencies, checkers, dots,

@@ -1,4 +1,4 @@
-"""Example outputs as a PNG grid: content | style | AdaIN | GNN at each k (issue 8).
+"""Example outputs as a PNG grid: content | style | AdaIN | GNN at each k.
 
 A person judges style transfer by looking: every run writes out_dir/examples/grid.png,
 one row per held-out (content, style) pair, plus one PNG per row.

@@ -1,5 +1,5 @@
 """Losses and measures of the GNN style transfer (Jing et al., "Learning Graph Neural
-Networks for Image Style Transfer", ECCV 2022, arXiv:2207.11681; notes/methods.md §6).
+Networks for Image Style Transfer", ECCV 2022, arXiv:2207.11681; design notes §6, not shipped).
 
 - AdaIN(x, y) = σ(y)·(x − μ(x))/σ(x) + μ(y) per channel (Huang & Belongie 2017, Eq. 8),
   the statistics alignment after the graph's message passing and the baseline itself.

@@ -1,5 +1,5 @@
 """GNN style transfer as a federated client-side task: Jing et al., "Learning Graph Neural
-Networks for Image Style Transfer", ECCV 2022, arXiv:2207.11681 (notes/methods.md §6).
+Networks for Image Style Transfer", ECCV 2022, arXiv:2207.11681 (design notes §6, not shipped).
 
 Each node holds private content crops and its own style families (non-IID); it trains the
 patch-graph attention (W_c, W_s, a) and the decoder on L_c + λ_s·L_s (losses.py) with the

@@ -1,6 +1,6 @@
 """Frozen encoder, patch-graph attention and decoder of the GNN style transfer
 (Jing et al., "Learning Graph Neural Networks for Image Style Transfer", ECCV 2022,
-arXiv:2207.11681; notes/methods.md §6(a), our reading marked [inferred] there).
+arXiv:2207.11681; design notes §6(a), not shipped: our reading, marked [inferred] there).
 
 Forward pass of `StyleTransferNet` (S = image side, F = S/4):
   φ(c), φ(s)  frozen encoder: relu1 (S), relu2 (S/2), relu3 (F×F, C channels)

@@ -1,6 +1,6 @@
 """The report's checks: PASS, WARN or FAIL (or N/A), each with what it asserts.
 
-Numbered as in notes/privacy_audit.md §6:
+Numbered as in the design notes' §6 (not shipped):
 A1 ledger re-derivation = reported ε · A2 ε monotone and within budget · A3 δ < 1/n ·
 A4 sampling valid · A5 model DP-compatible · A6 every ε̂ <= ε, no ROC point above the
 profile bound · A7 audit strong enough · A8 null calibration · A12 no raw data ·
@@ -21,7 +21,7 @@ from scipy.stats import binom
 from methods.base import RunSpec
 from server.audit.canary import null_calibration
 from server.audit.mia import profile_violations
-from server.audit.phase import pooled_canaries, pooled_mia
+from server.audit.scores import pooled_canaries, pooled_mia
 
 PASS, WARN, FAIL, NA = "PASS", "WARN", "FAIL", "N/A"
 # Node (Opacus PRV/RDP) vs server (dp-accounting PLD/RDP): when both are right they differ

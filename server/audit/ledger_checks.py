@@ -1,7 +1,7 @@
 """The report's own, strict reading of ledger.jsonl, and the checks on its integrity.
 
 server/ledger.py's `read_ledger` serves the running server; the report must fail
-closed instead (notes/privacy_audit.md, "Checks fail closed"):
+closed instead (design notes, not shipped: "Checks fail closed"):
 - a line that is not JSON, or not an object, is an error naming the file and line
   (`UnreadableFileError`; the report turns it into its ReportError, exit 2);
 - a line with a missing, mistyped, out-of-range or non-finite required value is kept
@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from protos.contract import RNG_RUN_SEED, RNG_SECRET
 from server.audit.checks import FAIL, NA, PASS, WARN, _check
 
 REQUIRED = (
@@ -32,7 +33,6 @@ REQUIRED = (
     "accountant",
 )
 ACCOUNTANTS = ("prv", "rdp", "pld")  # node accountants, and the server's for client-level lines
-SECRET_RNG, REPLAYABLE_RNG = "os-csprng", "run-seed"
 _SHOWN = 6  # problems named in a check's detail; the report lists them all
 
 
@@ -193,15 +193,15 @@ def a17_secret_noise(report: dict, spec, scores: dict) -> dict[str, str]:
     rng = report["ledger"]["rng"]
     if not rng:
         return _check("A17", name, NA, "no rng source in the ledger (older ledger)")
-    if REPLAYABLE_RNG in rng:
+    if RNG_RUN_SEED in rng:
         return _check(
             "A17",
             name,
             FAIL,
-            f"rng=run-seed on {rng[REPLAYABLE_RNG]}: the test-only deterministic-noise switch; "
+            f"rng=run-seed on {rng[RNG_RUN_SEED]}: the test-only deterministic-noise switch; "
             "the server can replay the noise, so the run is NOT private against the server",
         )
-    unknown = {k: v for k, v in rng.items() if k != SECRET_RNG}
+    unknown = {k: v for k, v in rng.items() if k != RNG_SECRET}
     unrecorded = report["ledger"]["rng_unrecorded"]
     detail = f"rng sources: {rng}" + (f"; {unrecorded} lines without one" if unrecorded else "")
     return _check("A17", name, WARN if unknown or unrecorded else PASS, detail)

@@ -10,13 +10,12 @@ lr·C/B each time it joins a batch. The coins come from methods/audit_plan.py on
 server's side, not from the node.
 
 Outputs in RUN_DIR/audit/: scores.npz (1-D score and coin arrays, per node) and
-phase.json (what each node answered), then the report (server/audit/report.py).
+phase.json (what each node answered; both: server/audit/scores.py), then the report
+(server/audit/report.py).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -26,14 +25,12 @@ from methods.audit_plan import WhiteboxPlan, whitebox_plan
 from methods.base import RunSpec
 from protos import fedvault_pb2 as pb
 from protos.codec import PayloadError, decode
-from protos.records import ARRAYS, CONFIG, METRICS, header_config, to_array_record
+from protos.contract import ARRAYS, AUDIT_SCORES, CONFIG, METRICS, Phase, partition_key
+from protos.records import header_config, to_array_record
+from server.audit.report import write_report
+from server.audit.scores import AUDIT_DIR, save_scores
 from server.federation import Federation, NodeRecord
-from server.run_dir import RunDirectory, _atomic_write
-
-AUDIT_DIR = "audit"
-SCORES_FILE = "scores.npz"
-PHASE_FILE = "phase.json"
-
+from server.run_dir import RunDirectory
 
 class WhiteboxReader:
     """Accumulates Y_i = −Σ Δw_{j_i} for every node's Dirac canaries, round after round."""
@@ -65,7 +62,7 @@ class WhiteboxReader:
             plan = self.plan(record)
             update = reply.content[ARRAYS][plan.param].numpy().reshape(-1)[plan.coords]
             delta = update - np.asarray(arrays[plan.param]).reshape(-1)[plan.coords]
-            key = f"p{record.partition_id}"
+            key = partition_key(record.partition_id)
             self.scores[key] = self.scores.get(key, np.zeros(len(plan.coords))) - delta
 
     def saved(self) -> dict[str, list[float]]:
@@ -76,14 +73,14 @@ def _audit_request(
     spec: RunSpec, rnd: int, arrays: Mapping[str, np.ndarray], node_id: int
 ) -> Message:
     content = RecordDict(
-        {ARRAYS: to_array_record(arrays), CONFIG: header_config(spec, rnd, "audit")}
+        {ARRAYS: to_array_record(arrays), CONFIG: header_config(spec, rnd, Phase.AUDIT)}
     )
     return Message(content, dst_node_id=node_id, message_type="query")
 
 
 def _check_scores(reply: Message) -> str | None:
     try:
-        payloads = [decode(pb.AuditScores, p) for p in reply.content[CONFIG]["scores"]]
+        payloads = [decode(pb.AuditScores, p) for p in reply.content[CONFIG][AUDIT_SCORES]]
     except (KeyError, PayloadError) as exc:
         return f"audit reply without valid AuditScores ({exc})"
     if sorted(p.kind for p in payloads) != ["confidence", "loss"]:
@@ -101,25 +98,21 @@ def run_audit_phase(
     whitebox: WhiteboxReader | None,
 ) -> dict[str, Any]:
     """Ask every live node for its scores, store them, render the report."""
-    from server.audit.report import write_report
-
     nodes = fed.alive()
     messages = prepare(rnd, [_audit_request(spec, rnd, arrays, n.node_id) for n in nodes])
-    replies = fed.exchange(messages, rnd, "audit", _check_scores)
+    replies = fed.exchange(messages, rnd, Phase.AUDIT, _check_scores)
     out = run.path / AUDIT_DIR
     out.mkdir(exist_ok=True)
     scores, phase = _collect(fed, replies)
     if whitebox is not None:
         for record in nodes:
-            key = f"p{record.partition_id}"
+            key = partition_key(record.partition_id)
             if key in whitebox.scores:
                 plan = whitebox.plan(record)
                 scores[f"{key}|whitebox|score"] = whitebox.scores[key]
                 scores[f"{key}|whitebox|in"] = plan.canary_in
                 phase["whitebox"] = {"param": plan.param}
-    with open(out / SCORES_FILE, "wb") as fh:
-        np.savez(fh, **scores)
-    _atomic_write(out / PHASE_FILE, json.dumps(phase, indent=2, sort_keys=True).encode())
+    save_scores(out, scores, phase)
     report = write_report(run.path, out)
     run.log_event(
         f"audit: {len(replies)} of {len(nodes)} nodes scored; verdict {report['verdict']}"
@@ -131,14 +124,12 @@ def run_audit_phase(
 
 
 def _collect(fed: Federation, replies: list[Message]) -> tuple[dict[str, np.ndarray], dict]:
-    from server.ledger import node_key_of
-
     scores: dict[str, np.ndarray] = {}
     phase: dict[str, Any] = {"nodes": {}}
     for reply in replies:
         node_id = reply.metadata.src_node_id
-        key = node_key_of(fed.nodes.get(node_id), node_id)
-        for payload in reply.content[CONFIG]["scores"]:
+        key = fed.node_key(node_id)
+        for payload in reply.content[CONFIG][AUDIT_SCORES]:
             s = decode(pb.AuditScores, payload)
             scores[f"{key}|{s.kind}|member"] = np.asarray(s.member_scores, float)
             scores[f"{key}|{s.kind}|nonmember"] = np.asarray(s.nonmember_scores, float)
@@ -147,38 +138,3 @@ def _collect(fed: Federation, replies: list[Message]) -> tuple[dict[str, np.ndar
         metrics = reply.content[METRICS]
         phase["nodes"][key] = {"node_id": node_id, **{k: float(v) for k, v in metrics.items()}}
     return scores, phase
-
-
-def load_scores(audit_dir: str | Path) -> tuple[dict[str, np.ndarray], dict]:
-    audit_dir = Path(audit_dir)
-    with np.load(audit_dir / SCORES_FILE, allow_pickle=False) as data:
-        scores = {k: data[k] for k in data.files}
-    return scores, json.loads((audit_dir / PHASE_FILE).read_text())
-
-
-def pooled_canaries(scores: Mapping[str, np.ndarray], kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """Every node's canary scores and coins, pooled: kind "confidence" (black-box) or "whitebox"."""
-    score_key, coin_key = (
-        ("whitebox|score", "whitebox|in")
-        if kind == "whitebox"
-        else ("confidence|canary", "canary|in")
-    )
-    nodes = sorted({k.split("|")[0] for k in scores if k.endswith(score_key)})
-    if not nodes:
-        return np.zeros(0), np.zeros(0, bool)
-    return (
-        np.concatenate([scores[f"{n}|{score_key}"] for n in nodes]),
-        np.concatenate([scores[f"{n}|{coin_key}"] for n in nodes]).astype(bool),
-    )
-
-
-def mia_nodes(scores: Mapping[str, np.ndarray]) -> list[str]:
-    return sorted({k.split("|")[0] for k in scores if k.endswith("|loss|member")})
-
-
-def pooled_mia(scores: Mapping[str, np.ndarray], kind: str) -> tuple[np.ndarray, np.ndarray]:
-    nodes = mia_nodes(scores)
-    return (
-        np.concatenate([scores[f"{n}|{kind}|member"] for n in nodes]),
-        np.concatenate([scores[f"{n}|{kind}|nonmember"] for n in nodes]),
-    )

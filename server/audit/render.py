@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # no display: the server renders headless
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from server.audit.phase import mia_nodes, pooled_canaries, pooled_mia  # noqa: E402
+from server.audit.scores import mia_nodes, pooled_canaries, pooled_mia  # noqa: E402
 from server.audit.sections import sections  # noqa: E402
 
 _STATUS_COLOUR = {"PASS": "#1a7f37", "WARN": "#b26b00", "FAIL": "#c62828", "N/A": "#666"}

@@ -22,13 +22,15 @@ from typing import Any
 import numpy as np
 from scipy.stats import chi2
 
-from methods.base import RunSpec, parse_run_spec
+from methods.base import RunSpec
+from methods.resolve import parse_run_spec
+from protos.contract import NOISE_PROBE_DOF, NOISE_PROBE_SUM_SQ
 from server.audit import accounting
 from server.audit.canary import one_run_audit
 from server.audit.checks import run_checks, verdict
 from server.audit.ledger_checks import LEDGER_CHECKS, UnreadableFileError, inspect, read_strict
 from server.audit.mia import attack_summary
-from server.audit.phase import (
+from server.audit.scores import (
     AUDIT_DIR,
     PHASE_FILE,
     SCORES_FILE,
@@ -229,12 +231,12 @@ def _noise_probe(phase: dict, accounting_section: dict) -> dict[str, Any]:
     out = {}
     per_client = accounting_section.get("per_client", {})
     for node, figures in phase.get("nodes", {}).items():
-        if "noise-probe-sum-sq" not in figures or node not in per_client:
+        if NOISE_PROBE_SUM_SQ not in figures or node not in per_client:
             continue
-        sigma, dof = per_client[node]["sigma"], figures["noise-probe-dof"]
+        sigma, dof = per_client[node]["sigma"], figures[NOISE_PROBE_DOF]
         if not sigma > 0:
             continue  # σ = 0 claims no noise at all: check A4 fails it
-        stat = figures["noise-probe-sum-sq"] / sigma**2
+        stat = figures[NOISE_PROBE_SUM_SQ] / sigma**2
         p = 2 * min(chi2.cdf(stat, dof), chi2.sf(stat, dof))
         out[node] = {
             "chi2": stat,

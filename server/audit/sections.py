@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from protos.contract import RNG_RUN_SEED
+
 Section = tuple[str, str, list[str], list[list[str]]]  # title, paragraph, header, rows
 
-# Fixed on purpose: what a reader must know before any number (notes/privacy_audit.md §6,
-# "Releases"). Paragraphs are separated by <br>.
+# Fixed on purpose: what a reader must know before any number (design notes §6,
+# "Releases"; not shipped). Paragraphs are separated by <br>.
 GUARANTEE_SCOPE = (
     "Unit of privacy: one training record of one node, add/remove-one adjacency, "
     "sample-level DP-SGD on the node (Poisson sampling, per-example clipping to C, Gaussian "
@@ -87,7 +89,7 @@ def _verdict(report: dict) -> list[list[str]]:
 
 
 def _scope(report: dict) -> str:
-    replayable = report["ledger"]["rng"].get("run-seed")
+    replayable = report["ledger"]["rng"].get(RNG_RUN_SEED)
     if not replayable:
         return GUARANTEE_SCOPE
     return GUARANTEE_SCOPE + (

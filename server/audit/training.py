@@ -2,7 +2,7 @@
 
 An audit of a model that diverged, or sits at chance, measures nothing: no attack can
 tell members from non-members of a model that learnt nothing, so every empirical ε̂
-would be ≈ 0 whatever the privacy (notes/privacy_audit.md, "Positive controls must
+would be ≈ 0 whatever the privacy (design notes, not shipped: "Positive controls must
 converge": a DP scenario's learning rate ran without DP gave accuracy 0.1).
 """
 

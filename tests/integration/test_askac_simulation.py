@@ -1,7 +1,7 @@
 """Claims about Ask-AC on Flower's Simulation Engine (Ray), through `fedvault simulate ask-ac`.
 
 One short run (1 round per level, one 64-step rollout per client and round): it checks the
-federated flow of the three stages and the issue's summary, not the bands
+federated flow of the three stages and the summary, not the bands
 (tests/slow/test_askac_bands.py, `fedvault bench ask-ac`).
 """
 

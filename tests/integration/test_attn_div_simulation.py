@@ -2,7 +2,7 @@
 `fedvault simulate attn-div`.
 
 One short run (one split, one round per stage, 64 images per domain): it checks the
-federated stage flow and the issue's summary keys, not the bands
+federated stage flow and the summary keys, not the bands
 (tests/slow/test_attn_div_bands.py).
 """
 

@@ -1,7 +1,7 @@
 """Claims about AvatarGen on Flower's Simulation Engine (Ray), through `fedvault simulate avatargen`.
 
 One tiny run (1 round per stage, 16 images per node, 16×16 renders): it checks the federated
-three-stage flow, the issue's summary keys and the example images, not the bands
+three-stage flow, the summary keys and the example images, not the bands
 (tests/slow/test_avatargen_bands.py runs the bench for those).
 """
 

@@ -1,7 +1,7 @@
 """Claims about DynaST on Flower's Simulation Engine (Ray), through `fedvault simulate dynast`.
 
 One short run (1 round per stage, 8 pairs per family, 12 test pairs): it checks the
-federated multi-stage flow, the issue's summary keys and the example images, not the
+federated multi-stage flow, the summary keys and the example images, not the
 bands (tests/slow/test_dynast_bands.py).
 """
 

@@ -1,7 +1,7 @@
 """Claims about HSCL on Flower's Simulation Engine (Ray), through `fedvault simulate hscl`.
 
 One short run (one normal class, ρ = 0.1 only, 1 round per stage: 3 stages): it checks the
-federated multi-stage flow and the issue's summary keys, not the bands
+federated multi-stage flow and the summary keys, not the bands
 (tests/slow/test_hscl_bands.py).
 """
 

@@ -1,7 +1,7 @@
 """Claims about LTL on Flower's Simulation Engine (Ray), through `fedvault simulate ltl`.
 
 One short run (a narrow net, T = 4, 1-3 rounds per stage): it checks the federated stage
-flow and the issue's summary keys, not the bands (tests/slow/test_ltl_bands.py).
+flow and the summary keys, not the bands (tests/slow/test_ltl_bands.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Claims about the pose method on Flower's Simulation Engine (Ray), through `fedvault simulate pose`.
 
 One tiny run (1 round per stage, 32 images per camera): it checks the federated
-three-stage flow and the issue's summary keys, not the bands
+three-stage flow and the summary keys, not the bands
 (tests/slow/test_pose_bands.py runs the bench for those).
 """
 

@@ -2,7 +2,7 @@
 `fedvault simulate style-gnn`.
 
 One short run (1 round per stage, 4 pairs per style family, 6 test pairs): it checks the
-federated two-stage flow, the issue's summary keys and the example images, not the bands
+federated two-stage flow, the summary keys and the example images, not the bands
 (tests/slow/test_style_gnn_bands.py).
 """
 

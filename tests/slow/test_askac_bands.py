@@ -1,4 +1,4 @@
-"""Issue 6's claim for Ask-AC, reproduced over seeds 0-1 with the scenario's full size
+"""The Ask-AC claim, reproduced over seeds 0-1 with the scenario's full size
 (`fedvault bench ask-ac`: one `fedvault simulate ask-ac` run per seed, ≈ 4-6 min each on
 a loaded 2-core box). Bands, not exact numbers."""
 

@@ -1,5 +1,5 @@
-"""Issue 7's claims for Attention Diversification, over seeds 0-2 with the scenario's
-small-scale protocol (notes/methods.md §2(c)): each seed is a real `fedvault simulate
+"""The Attention Diversification claims, over seeds 0-2 with the scenario's
+small-scale protocol (design notes §2(c), not shipped): each seed is a real `fedvault simulate
 attn-div` run. Bands, not exact numbers (methods/attn_div/README.md has the measured table).
 
 None of the three bands holds at this budget (2026-11-27: I2 − ERM −0.010 on the mean,

@@ -1,6 +1,6 @@
-"""Issue 8's AvatarGen claims over seeds 0 and 1 with the `avatargen` scenario
-(notes/methods.md §4): each seed is a real `fedvault simulate avatargen` run (three federated
-stages). Bands on every seed, not exact numbers."""
+"""The AvatarGen claims over seeds 0 and 1 with the `avatargen` scenario
+(design notes §4, not shipped): each seed is a real `fedvault simulate avatargen` run
+(three federated stages). Bands on every seed, not exact numbers."""
 
 from __future__ import annotations
 

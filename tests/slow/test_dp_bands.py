@@ -1,7 +1,7 @@
 """Paper-style claims of the dp-fedavg scenario over seeds (minutes each; not in CI).
 
 - DP-FedAvg on MNIST-5k at ε=3 (δ=1e-5) reaches >= 0.85 test accuracy, states ε <= 3 and
-  passes its audit (issue 5). Reference: notes/privacy_audit.md §2, centralised DP-SGD
+  passes its audit. Reference: the design notes §2 (not shipped), centralised DP-SGD
   at ε=3 reaches 0.916 ± 0.003 on the same data.
 - The audit has power: without DP the one-run canary audits (white-box and black-box)
   prove ε̂ > 0 with the default canary counts, and with DP every ε̂ stays <= ε while the

@@ -1,4 +1,4 @@
-"""Issue 8's claims for DynaST, reproduced over seeds 0 and 1 with the full small-scale
+"""The DynaST claims, reproduced over seeds 0 and 1 with the full small-scale
 scenario (`fedvault bench dynast`, ~25-50 min on 2 cores). Bands on the mean over seeds, not
 exact numbers (methods/dynast/README.md).
 

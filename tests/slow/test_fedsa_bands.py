@@ -1,7 +1,7 @@
-"""Issue 3's claim for FedSA, reproduced over seeds 0-2 with the full small-scale protocol.
+"""The FedSA claim, reproduced over seeds 0-2 with the full small-scale protocol.
 
 Each seed is a real `fedvault simulate fedsa --set fedsa.selection=topk` run
-(≈ 2-4 min each on 2 cores). Bands, not exact numbers (notes §3.1 G1, G2).
+(≈ 2-4 min each on 2 cores). Bands, not exact numbers (methods/fedsa/README.md: G1, G2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 6's claims for HSCL, reproduced over seeds 0 and 1 with the full small-scale
+"""The HSCL claims, reproduced over seeds 0 and 1 with the full small-scale
 scenario (`fedvault bench hscl`; ≈ 4-8 min per seed on the loaded 2-core box). Bands, not
 exact numbers.
 

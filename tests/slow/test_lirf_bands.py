@@ -1,5 +1,5 @@
-"""Issue 4's claim for LIRF, reproduced over seeds 0-2 for two deposit class sets with the
-full small-scale protocol (notes/fedsa_lirf.md §3.2). Each (class set, seed) is a real
+"""The LIRF claim, reproduced over seeds 0-2 for two deposit class sets with the
+full small-scale protocol (design notes §3.2, not shipped). Each (class set, seed) is a real
 `fedvault simulate lirf` run (≈ 1-2 min each on 2 cores). Bands, not exact numbers."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Issue 6's claims for LTL, reproduced over seeds 0 and 1 with the full small-scale protocol
-(notes/methods.md §1(c)): each seed is a real `fedvault simulate ltl` run (≈ 3 min on a
+"""The LTL paper's claims, reproduced over seeds 0 and 1 with the full small-scale protocol
+(design notes §1(c), not shipped): each seed is a real `fedvault simulate ltl` run (≈ 3 min on a
 loaded 2-core box). Bands, not exact numbers; the optional noise claim is not asserted."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Issue 7's claims for bottom-up pose with dual centers, over seeds 0 and 1 with the
-`pose` scenario (notes/methods.md §3): each seed is a real `fedvault simulate pose` run
+"""The claims for bottom-up pose with dual centers, over seeds 0 and 1 with the
+`pose` scenario (design notes §3, not shipped): each seed is a real `fedvault simulate pose` run
 (three federated stages). Bands on the mean over seeds, not exact numbers.
 
 With the default 10 rounds per stage (methods/pose/README.md, 2026-11-27) dual centers

@@ -1,4 +1,4 @@
-"""Issue 8's claims for the GNN style transfer, reproduced over seeds 0 and 1 with the full
+"""The claims for the GNN style transfer, reproduced over seeds 0 and 1 with the full
 small-scale scenario (`fedvault bench style-gnn`; ≈ 6 min per seed on the loaded
 2-core box). Bands, not exact numbers."""
 

@@ -7,7 +7,7 @@ import torch
 
 from clients.training import train_locally
 from methods.attn_div.method import AttentionDiversification
-from methods.base import parse_run_spec
+from methods.resolve import parse_run_spec
 from server.stages import average_changed
 
 pytestmark = pytest.mark.unit
@@ -50,7 +50,8 @@ def test_the_domain_stage_keeps_each_domain_model_exactly_as_its_owner_trained_i
 
 
 def test_through_flower_the_domain_stage_ends_with_each_owners_domain_model(tmp_path):
-    from protos.records import ARRAYS, from_array_record, read_header
+    from protos.contract import ARRAYS
+    from protos.records import from_array_record, read_header
     from server.run_dir import RunDirectory
     from server.runner import Job, run_job
     from tests.inprocess_grid import InProcessGrid, partition_nodes

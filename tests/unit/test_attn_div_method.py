@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from methods.attn_div.method import AttentionDiversification, source_domains
-from methods.base import parse_run_spec
+from methods.resolve import parse_run_spec
 
 pytestmark = pytest.mark.unit
 

@@ -25,7 +25,7 @@ def test_the_server_rederives_the_nodes_opacus_epsilon_within_one_percent(node):
 
 
 def test_the_note_reference_values_of_each_accountant():
-    # σ=1, q=0.01, 1000 steps, δ=1e-5 (notes/privacy_audit.md §1): RDP 2.101, PRV 1.838.
+    # σ=1, q=0.01, 1000 steps, δ=1e-5 (design notes §1, not shipped): RDP 2.101, PRV 1.838.
     assert epsilon([(1.0, 0.01, 1000)], 1e-5, "rdp") == pytest.approx(2.101, abs=2e-3)
     assert epsilon([(1.0, 0.01, 1000)], 1e-5, "pld") == pytest.approx(1.838, rel=0.01)
 

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from clients.privacy import epsilon_of
-from server.audit.phase import PHASE_FILE, SCORES_FILE
+from server.audit.scores import PHASE_FILE, SCORES_FILE
 from server.audit.report import write_report
 from server.ledger import LEDGER_FILE, read_ledger
 from server.runner import Job, run_job

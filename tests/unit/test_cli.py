@@ -64,7 +64,7 @@ def _garbage_cifar10(root):
     return root
 
 
-# Each case: args after the command, a phrase of the one-line error. Issue 9, item 4.
+# Each case: args after the command, a phrase of the one-line error (docs/commands.md).
 BAD_RUN_CONFIG = [
     (["--set", "num-server-rounds=0"], "num-server-rounds must be in [1, 100000] (got 0)"),  # out of range
     (["--set", "fraction-train=1.5"], "fraction-train must be in (0, 1]"),

@@ -2,8 +2,8 @@
 
 import pytest
 
-from methods.base import RunSpec, parse_run_spec, valid_keys
 from methods.config import ConfigError
+from methods.resolve import parse_run_spec, run_spec_from_json, valid_keys
 from server.scenario import parse_overrides, resolve, scenario_names
 
 pytestmark = pytest.mark.unit
@@ -53,7 +53,7 @@ def test_malformed_set_item_is_an_error():
 
 def test_spec_survives_a_json_round_trip():
     spec = resolve("fedavg", {"seed": "7", "fedavg.batch-size": "16"})
-    again = RunSpec.from_json(spec.to_json())
+    again = run_spec_from_json(spec.to_json())
     assert again == spec
 
 

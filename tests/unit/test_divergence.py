@@ -1,4 +1,4 @@
-"""Divergence is reported, never silent (issue: input hardening, item 4)."""
+"""Divergence is reported, never silent (docs/runs.md)."""
 
 import json
 import math

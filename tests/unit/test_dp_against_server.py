@@ -18,10 +18,11 @@ from clients.dp_randomness import DETERMINISTIC_ENV
 from clients.private_train import private_train_phase
 from clients.privacy import PrivateTraining
 from clients.training import train_locally
-from methods.base import parse_run_spec
 from methods.common.datasets import load_dataset
 from methods.registry import get_method
-from protos.records import ARRAYS, CONFIG, METRICS, PRIVACY, header_config, round_header
+from methods.resolve import parse_run_spec
+from protos.contract import ARRAYS, CONFIG, METRICS, PRIVACY
+from protos.records import header_config, round_header
 from protos.records import from_array_record, to_array_record
 from server.rounds import initial_arrays
 

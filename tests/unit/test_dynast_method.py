@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from methods.base import parse_run_spec
+from methods.resolve import parse_run_spec
 from methods.dynast.dolls import NUM_LABELS, make_pairs, split_pair
 from methods.registry import get_method
 

@@ -3,7 +3,8 @@
 import pytest
 
 from methods.config import ConfigError
-from protos.records import ARRAYS, from_array_record, to_array_record
+from protos.contract import ARRAYS
+from protos.records import from_array_record, to_array_record
 from server.runner import Job, run_job
 from server.scenario import resolve
 from tests.inprocess_grid import InProcessGrid, partition_nodes

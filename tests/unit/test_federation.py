@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from methods.common.datasets import load_dataset
 from methods.common.partition import iid
-from protos.records import ARRAYS, from_array_record, to_array_record
+from protos.contract import ARRAYS
+from protos.records import from_array_record, to_array_record
 from server.federation import Federation, FederationError
 from server.run_dir import RunDirectory
 from server.runner import Job, run_job
@@ -107,7 +108,7 @@ def test_resume_continues_to_the_same_model_as_an_uninterrupted_run(tmp_path):
     assert "resumed from the checkpoint of round 1" in (run_dir / "events.log").read_text()
 
 
-# --- replies are untrusted input (issue: input hardening, item 1) -------------------------
+# --- replies are untrusted input (input hardening) -------------------------
 
 def _claim(examples, node=1000):
     def tamper(node_id, reply):

@@ -13,7 +13,8 @@ from methods.fedsa.teacher import save_teacher, teacher_meta
 from methods.registry import get_method
 from protos import fedvault_pb2 as pb
 from protos.codec import decode
-from protos.records import ARRAYS, CONFIG, METRICS, from_array_record, round_header, to_array_record
+from protos.contract import ARRAYS, CONFIG, METRICS, PROBE
+from protos.records import from_array_record, round_header, to_array_record
 from server.scenario import resolve
 
 pytestmark = pytest.mark.unit
@@ -37,10 +38,7 @@ def _select_request(spec, n: int = 12) -> RecordDict:
     torch.manual_seed(0)
     probe = method.probe_dataset(spec).x[:n]
     maps = grad_cam(method.build_model(spec), torch.from_numpy(probe)).numpy()
-    return RecordDict({PROBE_KEY: to_array_record({"images": probe, "student-cam": maps})})
-
-
-PROBE_KEY = host.PROBE
+    return RecordDict({PROBE: to_array_record({"images": probe, "student-cam": maps})})
 
 
 def _student_request(spec) -> RecordDict:
@@ -69,7 +67,7 @@ def test_a_node_with_a_teacher_checkpoint_uses_it_and_trains_nothing(spec, tmp_p
     reply = host.select_phase(spec, round_header(spec, 1, "select"), request,
                               _context(teacher=str(tmp_path / "t.npz")))
     report = decode(pb.SimilarityReport, reply[CONFIG][host.SIMILARITY])
-    probe = from_array_record(request[PROBE_KEY])
+    probe = from_array_record(request[PROBE])
     expected = saliency_similarity(torch.from_numpy(probe["student-cam"]),
                                    grad_cam(teacher, torch.from_numpy(probe["images"])))
     assert report.similarity == pytest.approx(expected)
@@ -90,11 +88,11 @@ def test_a_selection_reply_is_one_similarity_scalar(spec):
     (lambda p: p.update({"images": np.full_like(p["images"], np.nan)}), "finite"),
 ])
 def test_a_malformed_probe_is_refused(spec, damage, message):
-    probe = from_array_record(_select_request(spec)[PROBE_KEY])
+    probe = from_array_record(_select_request(spec)[PROBE])
     damage(probe)
     with pytest.raises(ValueError, match=message):
         host.select_phase(spec, round_header(spec, 1, "select"),
-                          RecordDict({PROBE_KEY: to_array_record(probe)}), _context())
+                          RecordDict({PROBE: to_array_record(probe)}), _context())
 
 
 def test_a_distill_reply_carries_the_students_weights_only(spec):

@@ -18,7 +18,8 @@ from flwr.supercore.task_identity import TaskIdentity
 from clients.fedsa_host import TEACHER, TRANSLATOR
 from protos import fedvault_pb2 as pb
 from protos.codec import decode
-from protos.records import ARRAYS, CONFIG, METRICS, from_array_record, to_array_record
+from protos.contract import ARRAYS, CONFIG, METRICS
+from protos.records import from_array_record, to_array_record
 from methods.config import ConfigError
 from server.federation import FederationError
 from server.fedsa import FedSAAverage, foreign_content

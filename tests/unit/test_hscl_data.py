@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from methods.base import parse_run_spec
+from methods.resolve import parse_run_spec
 from methods.hscl.data import (
     LABELED_ANOMALY,
     LABELED_NORMAL,

@@ -1,4 +1,4 @@
-"""Validation up front (issue: input hardening, item 3): a bad value, range or combination
+"""Validation up front (docs/commands.md, "Bad input"): a bad value, range or combination
 exits 2 with one line naming the key and its valid range, before Ray or any process starts
 and before any file is written; a scenario is a registered name or an explicit .toml path."""
 
@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from methods.base import valid_keys
 from methods.config import ConfigError
+from methods.resolve import valid_keys
 from server.run_dir import RunDirError
 from simulations.cli import cli, fail, plan_run
 

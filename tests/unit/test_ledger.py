@@ -1,4 +1,5 @@
-"""Claims about the privacy ledger (server/ledger.py), on an in-process grid (no Ray)."""
+"""Claims about the privacy ledger (server/ledger.py, server/privacy_hooks.py), on an
+in-process grid (no Ray)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pytest
 from flwr.app import Array
 
 from clients.privacy import epsilon_of
-from protos.records import ARRAYS, PRIVACY
-from server.ledger import LEDGER_FILE, Ledger, PrivacyHooks, read_ledger
+from protos.contract import ARRAYS, PRIVACY
+from server.ledger import LEDGER_FILE, Ledger, read_ledger
+from server.privacy_hooks import PrivacyHooks
 from server.run_dir import RunDirectory
 from server.runner import Job, run_job
 from server.scenario import resolve

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from methods.base import parse_run_spec
 from methods.config import ConfigError
 from methods.lirf.config import parse_sample_ids
 from methods.lirf.data import deposit_indices, node_indices
@@ -13,6 +12,7 @@ from methods.lirf.nets import DepositNet, RecoveredNet, SplitCNN, deposit_class_
 from methods.lirf.pruning import conv_sparsity, magnitude_prune, make_permanent
 from methods.lirf.withdraw import holds_module, module_sha256, recovered_arrays, shallow_part
 from methods.registry import get_method
+from methods.resolve import parse_run_spec
 
 pytestmark = pytest.mark.unit
 MASK = deposit_class_mask((0, 1, 2), 10)

@@ -11,9 +11,8 @@ from hypothesis import strategies as st
 from sklearn.metrics import auc, roc_curve
 
 from methods.lirf.metrics import membership_auc, membership_roc, roc_problem
-from methods.lirf.protocol import (DEPOSIT_ACCURACY, DEPOSIT_CLASSES, MAX_ROC_POINTS, MIA_AUC,
-                                   ROC_FPR, ROC_TPR)
-from protos.records import CONFIG, METRICS
+from protos.contract import (CONFIG, DEPOSIT_ACCURACY, DEPOSIT_CLASSES, MAX_ROC_POINTS, METRICS,
+                            MIA_AUC, ROC_FPR, ROC_TPR)
 from server.lirf import _audit_check
 
 pytestmark = pytest.mark.unit

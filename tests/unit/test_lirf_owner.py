@@ -10,11 +10,8 @@ import torch
 from flwr.app import ConfigRecord, Context, MetricRecord, RecordDict
 
 import clients.lirf_owner as owner
-from methods.base import parse_run_spec
 from methods.common.datasets import ArrayDataset
 from methods.lirf.metrics import membership_auc, predictions
-from methods.lirf.protocol import (DEPOSIT_REQUEST, MAX_ROC_POINTS, MIA_AUC, MODULE_SHA256,
-                                   NONMEMBER_LABELS, NONMEMBER_LOSSES, RECEIPT, ROC_FPR, ROC_TPR)
 from methods.lirf.withdraw import (
     DEPOSIT,
     holds_module,
@@ -23,9 +20,13 @@ from methods.lirf.withdraw import (
     shallow_part,
 )
 from methods.registry import get_method
+from methods.resolve import parse_run_spec
 from protos import fedvault_pb2 as pb
 from protos.codec import encode
-from protos.records import ARRAYS, CONFIG, METRICS, from_array_record, to_array_record
+from protos.contract import (ARRAYS, CONFIG, DEPOSIT_REQUEST, MAX_ROC_POINTS, METRICS, MIA_AUC,
+                            MODULE_SHA256, NONMEMBER_LABELS, NONMEMBER_LOSSES, RECEIPT, ROC_FPR,
+                            ROC_TPR)
+from protos.records import from_array_record, to_array_record
 
 pytestmark = pytest.mark.unit
 SPEC = parse_run_spec({"method": "lirf", "lirf.deposit-epochs": 2, "lirf.deposit-batch-size": 16})

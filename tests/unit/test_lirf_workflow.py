@@ -11,12 +11,12 @@ from flwr.app import RecordDict
 
 import server.lirf as lirf_server
 from clients.lirf_owner import ModuleStore
-from methods.lirf.protocol import (MAX_ROC_POINTS, MIA_AUC, NONMEMBER_LABELS, NONMEMBER_LOSSES,
-                                   ROC_FPR, ROC_TPR)
 from methods.lirf.withdraw import DEPOSIT
 from protos import fedvault_pb2 as pb
 from protos.codec import decode
-from protos.records import ARRAYS, CONFIG, METRICS, to_array_record
+from protos.contract import (ARRAYS, CONFIG, MAX_ROC_POINTS, METRICS, MIA_AUC, NONMEMBER_LABELS,
+                            NONMEMBER_LOSSES, ROC_FPR, ROC_TPR)
+from protos.records import to_array_record
 from server.federation import FederationError
 from server.lirf import refusal
 from server.run_dir import RunDirectory

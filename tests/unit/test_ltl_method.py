@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from methods.base import StageResult, parse_run_spec
+from methods.base import StageResult
 from methods.config import ConfigError
 from methods.ltl.method import LTL, weight_noise
+from methods.resolve import parse_run_spec
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from methods.base import parse_run_spec
 from methods.registry import get_method, method_names
+from methods.resolve import parse_run_spec
 
 pytestmark = pytest.mark.unit
 

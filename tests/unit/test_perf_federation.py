@@ -1,4 +1,4 @@
-"""Claims about how the server's federation view scales (issue 10): a large
+"""Claims about how the server's federation view scales (docs/performance.md): a large
 federation is never enumerated; only sampled nodes are messaged or remembered."""
 
 import pytest

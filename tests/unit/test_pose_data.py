@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from methods.base import parse_run_spec
+from methods.resolve import parse_run_spec
 from methods.pose.figures import pack, unpack
 from methods.pose.method import PoseMethod, camera_heights
 

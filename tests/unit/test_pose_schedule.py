@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from methods.base import parse_run_spec
+from methods.resolve import parse_run_spec
 from methods.pose.method import PoseMethod, steps_per_round
 
 pytestmark = pytest.mark.unit

@@ -23,9 +23,10 @@ from clients.privacy import (
 from clients.noise_probe import noise_probe
 from clients.training import train_locally
 from methods.audit_plan import WhiteboxPlan
-from methods.base import Method, parse_run_spec
+from methods.base import Method
 from methods.common.datasets import load_dataset
 from methods.registry import get_method
+from methods.resolve import parse_run_spec
 
 pytestmark = pytest.mark.unit
 
@@ -75,7 +76,7 @@ def _round(spec, data, history, **kwargs):
 
 
 def test_a_persisted_accountant_composes_rounds_like_one_accountant():
-    # σ=1, q=1/16, 16 steps a round (notes/privacy_audit.md §1.1): 2.764, 3.336, 3.798 with
+    # σ=1, q=1/16, 16 steps a round (design notes §1.1, not shipped): 2.764, 3.336, 3.798 with
     # the history kept; a fresh engine each round would say 2.764 every round.
     state, spent = RecordDict(), []
     for _ in range(3):

@@ -1,4 +1,4 @@
-"""Resume is exact or refused (issue: input hardening, item 2).
+"""Resume is exact or refused (docs/commands.md, "Resume").
 
 A checkpoint belongs to the config it was written under; a run resumes only as
 itself, never a finished one, never with overrides; the exit code is the run's

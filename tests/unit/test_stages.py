@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from torch import nn
 
-from methods.base import Stage, StageResult, parse_run_spec
+from methods.base import Stage, StageResult
 from methods.fedavg.method import FedAvgConfig, FedAvgMethod
 from methods.registry import _REGISTRY, register
+from methods.resolve import parse_run_spec, run_spec_from_json
 from server.runner import Job, run_job
 from server.stages import check_stages
 from tests.inprocess_grid import InProcessGrid, partition_nodes
@@ -79,13 +80,13 @@ def test_a_later_stage_starts_from_the_earlier_stage_and_its_overrides_reach_the
     grid = InProcessGrid(partition_nodes(2))
     run_job(grid, _job(tmp_path / "run"))
     from protos.records import read_header
-    from methods.base import RunSpec
 
-    smoothing = {read_header(m).round: RunSpec.from_json(read_header(m).config_json).method.smoothing
+    smoothing = {read_header(m).round: run_spec_from_json(read_header(m).config_json).method.smoothing
                  for m in grid.sent if read_header(m).phase == "train"}
     assert smoothing == {1: 0.0, 2: 0.0, 3: 0.2}
     # Round 3 was sent the global model that ended stage `plain`.
-    from protos.records import ARRAYS, from_array_record
+    from protos.contract import ARRAYS
+    from protos.records import from_array_record
 
     sent_r3 = from_array_record(next(m for m in grid.sent if read_header(m).round == 3).content[ARRAYS])
     from server.run_dir import RunDirectory

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from methods.base import parse_run_spec
 from methods.registry import get_method
+from methods.resolve import parse_run_spec
 from methods.style_gnn.data import FAMILIES, family_shards, style_pairs
 from methods.style_gnn.nets import PatchGraphAttention, StyleTransferNet
 

@@ -54,7 +54,7 @@ def test_garbage_array_bytes_are_rejected_not_crashing():
     assert check_update(content, TEMPLATE, max_bytes=10_000) is not None
 
 
-# --- num-examples is untrusted input (issue: input hardening, item 1) ---------------------
+# --- num-examples is untrusted input (input hardening) ---------------------
 
 @pytest.mark.parametrize("examples", [[3, 4], [1.0], 2.5, float("nan"), float("inf"), 0, -3])
 def test_an_example_count_that_is_not_a_positive_integer_is_rejected_not_crashing(examples):

@@ -1,0 +1,92 @@
+"""From config keys to a RunSpec: parsing, resolution against the registry, validation.
+
+Scenario TOML, `--set` overrides, Flower's run config and every RoundHeader's
+config_json reduce to one flat mapping of dotted kebab-case keys; the method they
+name (the registry) says which dataclass its section is parsed into. This module
+sits above the registry, which imports every method, which imports methods/base.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+from methods.base import CROSS_CUTTING, RunSpec
+from methods.config import (
+    AGGREGATIONS,
+    ConfigError,
+    DataConfig,
+    FederationConfig,
+    build_dataclass,
+    config_keys,
+)
+from methods.registry import get_method
+
+
+def _split_sections(flat: Mapping[str, Any], method: str) -> tuple[dict, dict, dict, dict]:
+    fed, data, meth = {}, {}, {}
+    cross: dict[str, dict] = {section: {} for section in CROSS_CUTTING}
+    for key, value in flat.items():
+        section, _, rest = key.partition(".")
+        if not rest:
+            fed[key] = value
+        elif section == "data":
+            data[rest] = value
+        elif section == method:
+            meth[rest] = value
+        elif section in cross:
+            cross[section][rest] = value
+        else:
+            raise ConfigError(
+                f"unknown key {key!r}: section {section!r} is neither 'data', "
+                f"{', '.join(repr(s) for s in CROSS_CUTTING)} nor the method {method!r}"
+            )
+    return fed, data, meth, cross
+
+
+def parse_run_spec(flat: Mapping[str, Any]) -> RunSpec:
+    """Build a RunSpec from flat dotted kebab-case keys (scenario + overrides)."""
+    method_name = str(flat.get("method", FederationConfig.method))
+    method = get_method(method_name)
+    fed_values, data_values, method_values, cross = _split_sections(flat, method_name)
+    federation = build_dataclass(FederationConfig, fed_values)
+    validate_federation(federation)
+    data = build_dataclass(DataConfig, data_values, "data.")
+    method_cfg = build_dataclass(method.config_cls, method_values, method_name + ".")
+    sections = {s: build_dataclass(cls, cross[s], s + ".") for s, cls in CROSS_CUTTING.items()}
+    return RunSpec(federation, data, method_cfg, **sections)
+
+
+def run_spec_from_json(text: str) -> RunSpec:
+    """The RunSpec whose `to_json` gave `text` (a RoundHeader's config_json)."""
+    return parse_run_spec(json.loads(text))
+
+
+def valid_keys(method_name: str) -> list[str]:
+    """Every config key a run of this method accepts (named when a key is unknown)."""
+    method = get_method(method_name)
+    return (
+        config_keys(FederationConfig)
+        + config_keys(DataConfig, "data.")
+        + config_keys(method.config_cls, method_name + ".")
+        + [key for s, cls in CROSS_CUTTING.items() for key in config_keys(cls, s + ".")]
+    )
+
+
+def validate_federation(fed: FederationConfig) -> None:
+    """What depends on several keys (each key's own range: FederationConfig.BOUNDS)."""
+    problems = []
+    if not 1 <= fed.min_nodes <= fed.num_clients:
+        problems.append(f"min-nodes must be in [1, num-clients={fed.num_clients}] (got {fed.min_nodes})")
+    if not fed.byzantine_nodes <= fed.num_clients:
+        problems.append(f"byzantine-nodes must be in [0, num-clients={fed.num_clients}] "
+                        f"(got {fed.byzantine_nodes})")
+    if fed.aggregation not in AGGREGATIONS:
+        problems.append(f"aggregation must be one of {', '.join(AGGREGATIONS)} (got {fed.aggregation!r})")
+    sampled = fed.sampled_per_round
+    if fed.aggregation == "krum" and sampled < 2 * fed.byzantine_nodes + 3:
+        problems.append(f"krum tolerates byzantine-nodes=f only with >= 2f+3 sampled nodes, not {sampled}")
+    if fed.aggregation == "trimmed-mean" and not 0 < 2 * fed.byzantine_nodes < sampled:
+        problems.append(f"trimmed-mean needs 0 < 2*byzantine-nodes < sampled nodes ({sampled})")
+    if problems:
+        raise ConfigError("; ".join(problems))
