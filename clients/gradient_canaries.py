@@ -13,8 +13,10 @@ like a Poisson-sampled record. The server reads them back from the node's update
   batch-mean gradient with weight C/B, as one more example of the batch would: the
   audit must then detect that nothing protects the records.
 
-The join draws come from the node's secret DP generator (clients/dp_randomness.py):
-like the Poisson batches of real records, they are not the server's to know.
+With DP the join draws come from the node's secret sampling generator
+(clients/dp_randomness.py): like the Poisson batches of real records, they are not
+the server's to know. Without DP no guarantee rests on them: they come from the
+node's local seed, so a run without DP (and its resumption) stays reproducible.
 """
 
 from __future__ import annotations

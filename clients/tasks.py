@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import numpy as np
 import torch
 
-from clients.dp_randomness import dp_generator
 from clients.node_data import describe_node, node_train_data
 from clients.training import train_locally
 from methods.base import RunSpec
@@ -62,7 +61,10 @@ def train_task(
         from clients.gradient_canaries import GradientCanaries
 
         canaries = GradientCanaries(
-            whitebox, model, norm=spec.dp.max_grad_norm, generator=dp_generator(seed, 0)
+            # no DP, so no guarantee rests on these draws: seeded, so a run without DP
+            # (and its resumption) trains the same model every time, canaries included
+            whitebox, model, norm=spec.dp.max_grad_norm,
+            generator=torch.Generator().manual_seed(seed),
         )
     metrics = train_locally(
         method, model, data, spec, seed=seed, privacy=privacy, canaries=canaries

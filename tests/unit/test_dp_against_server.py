@@ -188,3 +188,15 @@ def test_the_reply_config_record_keys_are_the_ledger_contract(start):
     reply, _ = _node_round(spec, arrays)
     assert isinstance(reply[PRIVACY], ConfigRecord)
     assert {"ledger", "rng", "empty-batches", "num-examples"} <= set(reply[PRIVACY])
+
+
+def test_an_audited_round_without_dp_is_reproducible_canaries_included(start):
+    spec = _spec(**{"dp.enabled": False, "audit.enabled": True, "audit.whitebox-canaries": 200})
+    arrays = start[1]
+    header = round_header(spec, 1, "private-train")
+    sent = [
+        _flat(from_array_record(private_train_phase(
+            spec, header, RecordDict({ARRAYS: to_array_record(arrays)}), _context())[ARRAYS]))
+        for _ in range(2)
+    ]
+    assert np.array_equal(sent[0], sent[1])
