@@ -240,7 +240,7 @@ class Method(ABC):
     def check_data(self, spec: RunSpec, num_classes: int) -> None:
         """Refuse (ConfigError) a config that names what the data or federation lack.
 
-        Run before anything starts (simulations/preflight.py). Default: method-config
+        Run before anything starts (simulations/cli/preflight.py). Default: method-config
         fields named `*_classes` hold class labels (LIRF's deposit-classes) and must lie
         below the data set's class count; fields named `*_partition` hold a partition
         index (LIRF's owner-partition) and must lie below num-clients.

@@ -1,4 +1,4 @@
-"""Scenarios: TOML files in simulations/scenarios/, plus `--set` overrides.
+"""Scenarios: the TOML files in server/scenarios/ (beside this module), plus `--set` overrides.
 
 A scenario file is nested TOML (`[data]`, `[fedavg]` sections); it is
 flattened to dotted kebab-case keys, overrides replace keys, and the result is
@@ -15,7 +15,7 @@ from methods.base import RunSpec
 from methods.resolve import parse_run_spec, valid_keys
 from methods.config import ConfigError
 
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "simulations" / "scenarios"
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"  # the built-in scenarios
 DEFAULT_SCENARIO = "fedavg"
 
 

@@ -3,6 +3,10 @@
 The ServerApp runs in a thread of this process and writes the run directory;
 ClientApps run in Ray actors, one CPU each. Ray can be an existing cluster:
 `--ray-address` (or RAY_ADDRESS) is passed to `ray.init`.
+
+Shared by the CLI (cli/) and the benchmarks (bench/), so it sits beside both rather
+than in either: the subpackages import each other one way only (cli → bench, deploy;
+bench → deploy).
 """
 
 from __future__ import annotations

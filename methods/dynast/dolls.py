@@ -3,8 +3,8 @@
 The small-scale stand-in for DeepFashion's same-person/other-pose pairs (DynaST's
 supervised self_ref=1 setting): an identity (per-part colours, texture period and
 phase, background colour) is drawn in pose P1 (ground truth X with its 11-part map S)
-and in pose P2 (exemplar R with map S_R). Poses come from the stick-figure model of
-methods/pose/figures.py; every body part is a thick capsule whose texture lives in
+and in pose P2 (exemplar R with map S_R). Poses come from the random poses of
+methods/common/poses.py; every body part is a thick capsule whose texture lives in
 the part's own (along, across) coordinates, so it moves with the limb and a correct
 warp can carry it from R to X.
 
@@ -21,11 +21,11 @@ import functools
 
 import numpy as np
 
-from methods.pose.figures import random_pose
+from methods.common.poses import random_pose
 
 SIZE = 32
 # Capsules (keypoint a, keypoint b, radius in units of the figure height h), in drawing
-# order: later parts occlude earlier ones. Keypoints follow methods/pose/figures.py;
+# order: later parts occlude earlier ones. Keypoints follow methods/common/poses.py;
 # -1 stands for the mid-hip point.
 PARTS = (
     ("torso", 1, -1, 0.11), ("hips", 8, 9, 0.07),

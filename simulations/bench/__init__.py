@@ -4,7 +4,9 @@ Each benchmark is a function `(out: Path | None, seeds: list[int] | None) -> dic
 returning a JSON-able result with a `pass` flag against its band or target;
 the CLI prints it and writes it to --out. Timings are medians and ratios taken
 side by side in the same process (the machines are shared and noisy).
-One line per benchmark below.
+One line per benchmark below; each is a module of this package. Their shared plumbing:
+runs.py (claim benchmarks: one `fedvault simulate` per seed, bands), perf.py (timings,
+memory, child processes) and vanilla_flower.py (the plain-Flower baseline).
 """
 
 from __future__ import annotations
@@ -17,24 +19,24 @@ Bench = Callable[..., dict[str, Any]]
 
 BENCHES: dict[str, str] = {
     # name: "module:function" (imported lazily: benches pull in heavy code)
-    "fedsa": "simulations.bench_fedsa:run",
-    "dp-overhead": "simulations.bench_dp:run",
-    "dp-audit": "simulations.bench_dp_audit:run",
-    "lirf": "simulations.bench_lirf:run",
-    "ask-ac": "simulations.bench_askac:run",
-    "hscl": "simulations.bench_hscl:run",
-    "overhead": "simulations.bench_overhead:run",
-    "scale": "simulations.bench_scale:run",
-    "wire": "simulations.bench_wire:run",
-    "deploy": "simulations.bench_deploy:run",
-    "lirf-speed": "simulations.bench_lirf_speed:run",
-    "faults": "simulations.bench_faults:run",
-    "ltl": "simulations.bench_ltl:run",
-    "attn-div": "simulations.bench_attn_div:run",
-    "pose": "simulations.bench_pose:run",
-    "dynast": "simulations.bench_dynast:run",
-    "avatargen": "simulations.bench_avatargen:run",
-    "style-gnn": "simulations.bench_style_gnn:run",
+    "fedsa": "simulations.bench.fedsa:run",
+    "dp-overhead": "simulations.bench.dp:run",
+    "dp-audit": "simulations.bench.dp_audit:run",
+    "lirf": "simulations.bench.lirf:run",
+    "ask-ac": "simulations.bench.askac:run",
+    "hscl": "simulations.bench.hscl:run",
+    "overhead": "simulations.bench.overhead:run",
+    "scale": "simulations.bench.scale:run",
+    "wire": "simulations.bench.wire:run",
+    "deploy": "simulations.bench.deploy:run",
+    "lirf-speed": "simulations.bench.lirf_speed:run",
+    "faults": "simulations.bench.faults:run",
+    "ltl": "simulations.bench.ltl:run",
+    "attn-div": "simulations.bench.attn_div:run",
+    "pose": "simulations.bench.pose:run",
+    "dynast": "simulations.bench.dynast:run",
+    "avatargen": "simulations.bench.avatargen:run",
+    "style-gnn": "simulations.bench.style_gnn:run",
 }
 
 

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from simulations.bench_runs import band, mean_std, scenario_bench
+from simulations.bench.runs import band, mean_std, scenario_bench
 
 SCENARIO = "attn-div"
 DEFAULT_SEEDS = (0, 1, 2)

@@ -16,7 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from simulations.bench_runs import band, scenario_bench
+from simulations.bench.runs import band, scenario_bench
 
 SCENARIO = "avatargen"
 DEFAULT_SEEDS = (0, 1)

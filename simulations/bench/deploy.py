@@ -1,5 +1,5 @@
 """`fedvault bench deploy`: a round over real gRPC (SuperLink + 3 SuperNodes, TLS and
-node authentication, simulations/deploy.py LocalFederation via `fedvault deploy`'s
+node authentication, simulations/deploy/local_federation.py LocalFederation via `fedvault deploy`'s
 path) against the same compute in Flower's Simulation Engine (docs/performance.md).
 
 Both runs are the fedavg scenario on 3 nodes (one partition each), one local epoch,
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simulations.perf import median, ratio_check, run_child, steady_state
+from simulations.bench.perf import median, ratio_check, run_child, steady_state
 
 NODES, ROUNDS, TARGET = 3, 5, 2.0
 OVERRIDES = {"num-clients": str(NODES), "num-server-rounds": str(ROUNDS),
@@ -44,7 +44,7 @@ def measure(transport: str, seed: int) -> dict[str, Any]:
         run_dir = Path(tmp) / "run"
         started = time.perf_counter()
         if transport == "grpc":
-            from simulations.deploy_scenario import deploy
+            from simulations.deploy.scenario import deploy
 
             status = deploy("fedavg", spec, overrides, nodes=NODES, run_dir=run_dir, secure=True)
             if status != "finished:completed":
@@ -67,7 +67,7 @@ def run(out: Path | None = None, seeds: list[int] | None = None) -> dict[str, An
     runs: dict[str, list[dict[str, Any]]] = {"grpc": [], "simulation": []}
     for seed in seeds:
         for transport in runs:
-            runs[transport].append(run_child("simulations.bench_deploy", transport, str(seed),
+            runs[transport].append(run_child("simulations.bench.deploy", transport, str(seed),
                                              timeout=1200))
     warm = {t: [r["warm_seconds"] for r in rs] for t, rs in runs.items()}
     check = ratio_check(warm["grpc"], warm["simulation"], TARGET)

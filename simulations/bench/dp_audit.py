@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from simulations.bench_runs import band, runs_root, simulate_scenario
+from simulations.bench.runs import band, runs_root, simulate_scenario
 
 SCENARIO = "dp-fedavg"
 NO_DP = ("dp.enabled=false", "fedavg.lr=0.05", "fedavg.momentum=0.9")

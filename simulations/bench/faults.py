@@ -1,7 +1,7 @@
 """`fedvault bench faults`: SIGKILL a SuperNode mid-round in real gRPC deployments.
 
 The claim (docs/guarantees.md): across fedavg, fedsa and lirf, every run must end (completed with
-the remaining nodes, or a clean FederationError when too few remain) within the
+the remaining nodes, or a clean server-side FederationError when too few remain) within the
 round timeout plus a bounded grace, and events.log must name the node and round.
 Each trial is a fresh LocalFederation (TLS + node auth, 3 SuperNodes via
 `fedvault node`), a tiny configuration and one kill while the node's second
@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from server.scenario import resolve
-from simulations.deploy import FederationError
-from simulations.deploy_scenario import deploy
-from simulations.faults import kill_node_mid_round
+from simulations.deploy.local_federation import DeploymentError
+from simulations.deploy.scenario import deploy
+from simulations.deploy.faults import kill_node_mid_round
 
 ROUND_TIMEOUT = {"fedavg": 45.0, "fedsa": 120.0, "lirf": 45.0}
 """Seconds each round waits for a killed node: short, so a trial costs little, yet long
@@ -94,7 +94,7 @@ def run_trial(trial: Trial, run_dir: Path) -> dict[str, Any]:
 
     try:
         status = deploy(trial.scenario, spec, overrides, nodes=3, run_dir=run_dir, on_started=on_started)
-    except FederationError as exc:  # the run outlived deploy's own upper bound: a hang
+    except DeploymentError as exc:  # the run outlived deploy's own upper bound: a hang
         status = f"hang: {exc}"
     events = (run_dir / "events.log").read_text() if (run_dir / "events.log").exists() else ""
     seconds = _end_wall(run_dir) - stamp["killed_wall"] if "killed_wall" in stamp else None

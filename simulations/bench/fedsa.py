@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from simulations.bench_runs import band, mean_std, runs_root, simulate_scenario
+from simulations.bench.runs import band, mean_std, runs_root, simulate_scenario
 
 VARIANTS: dict[str, list[str]] = {
     "sampled": ["fedsa.selection=sampled"],

@@ -18,7 +18,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from simulations.bench_runs import band, scenario_bench
+from simulations.bench.runs import band, scenario_bench
 
 DEFAULT_SEEDS = (0, 1)
 MARGIN = 0.01

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from simulations.bench_runs import simulate_scenario
+from simulations.bench.runs import simulate_scenario
 
 DEFAULT_SEEDS = (0, 1, 2)
 CLASS_SETS = ("0,1,2", "4,5")

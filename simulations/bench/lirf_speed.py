@@ -3,7 +3,7 @@ the deposit data, at equal forgetting (docs/performance.md).
 
 `fedvault bench lirf` already times both inside each LIRF run (the deposit, and the
 retrain baseline: FedAvg from scratch over the same nodes without the deposit set,
-by the same engine), so this bench reuses its runner (simulations/bench_lirf.py) and
+by the same engine), so this bench reuses its runner (simulations/bench/lirf.py) and
 reads the two timings and the forgetting each reaches. "Equal forgetting": the
 deposited classes' accuracy of the deposit target must be at or below the LIRF band
 (dep_acc ≤ 0.30; the retrain model never saw them). Floor from the LIRF issue:
@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from simulations.bench_lirf import DEP_MAX, TIME_RATIO_MIN, simulate
-from simulations.perf import median
+from simulations.bench.lirf import DEP_MAX, TIME_RATIO_MIN, simulate
+from simulations.bench.perf import median
 
 CLASSES = "0,1,2"
 

@@ -3,7 +3,7 @@ over a minimal vanilla Flower app doing the same training (docs/performance.md).
 
 Three runs per repeat, side by side, each in a fresh process: the fedavg scenario
 (10 clients, Dirichlet 0.5, MNIST-5k) as
-- `plain`: simulations.vanilla_flower.plain_fedavg, one process, no Flower;
+- `plain`: simulations.bench.vanilla_flower.plain_fedavg, one process, no Flower;
 - `vanilla`: a minimal ServerApp/ClientApp (Flower's FedAvg `start`) in Flower's
   Simulation Engine;
 - `fedvault`: `fedvault simulate fedavg`'s in-process path (simulations.simulate).
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simulations.perf import median, ratio_check, round_seconds, run_child, steady_state
+from simulations.bench.perf import median, ratio_check, round_seconds, run_child, steady_state
 
 TARGETS = {"fedvault/plain": 1.15, "fedvault/vanilla": 1.05}
 KINDS = ("plain", "vanilla", "fedvault")
@@ -43,7 +43,7 @@ def measure(kind: str, seed: int, rounds: int = ROUNDS) -> dict[str, Any]:
     """One run of `kind` in this process: per-round seconds and final accuracy."""
     import torch
 
-    from simulations.vanilla_flower import Recorder, plain_fedavg
+    from simulations.bench.vanilla_flower import Recorder, plain_fedavg
 
     torch.set_num_threads(1)
     spec, clock = bench_spec(seed, rounds), Recorder()
@@ -67,7 +67,7 @@ def _vanilla(spec, clock) -> None:
     from flwr.simulation import run_simulation
 
     from simulations.simulate import backend_config, simulation_env
-    from simulations.vanilla_flower import vanilla_apps
+    from simulations.bench.vanilla_flower import vanilla_apps
 
     simulation_env()
     server_app, client_app = vanilla_apps(spec, clock)
@@ -91,7 +91,7 @@ def run(out: Path | None = None, seeds: list[int] | None = None) -> dict[str, An
     runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
     for seed in seeds:
         for kind in KINDS:  # interleaved: drifting load hits all three alike
-            runs[kind].append(run_child("simulations.bench_overhead", kind, str(seed)))
+            runs[kind].append(run_child("simulations.bench.overhead", kind, str(seed)))
     steady = {kind: [r["steady_seconds"] for r in rs] for kind, rs in runs.items()}
     checks = {
         "fedvault/plain": ratio_check(steady["fedvault"], steady["plain"], TARGETS["fedvault/plain"]),

@@ -116,7 +116,7 @@ class PeakRss:
 
 # --- one measurement per fresh interpreter ------------------------------------------------
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def child_env() -> dict[str, str]:

@@ -19,7 +19,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from simulations.bench_runs import band, scenario_bench
+from simulations.bench.runs import band, scenario_bench
 
 DEFAULT_SEEDS = (0, 1)
 MARGIN_DUAL, MARGIN_RECALL, WITHIN_MULTITEST = 0.03, 0.03, 0.01

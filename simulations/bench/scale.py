@@ -4,7 +4,7 @@
 Each size runs `fedvault simulate fedavg`'s in-process path in a fresh process that
 records, at the end of every round, its round time and the resident memory of itself
 and every descendant (Ray's GCS, raylet and workers), and samples the peak in a
-background thread (simulations/perf.py reads /proc).
+background thread (simulations/bench/perf.py reads /proc).
 
 MNIST-5k has 4,000 training images, fewer than 10,000 clients, so virtual client i
 trains on shard i mod 1,000 of an IID split into 1,000 shards of 4 images (the
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simulations.perf import PeakRss, flatness, round_seconds, run_child, steady_state, tree_rss
+from simulations.bench.perf import PeakRss, flatness, round_seconds, run_child, steady_state, tree_rss
 
 SIZES = (1_000, 10_000)
 SAMPLED, ROUNDS, SHARDS = 10, 20, 1_000
@@ -109,7 +109,7 @@ def verdict(by_size: dict[int, dict[str, Any]]) -> dict[str, Any]:
 
 def run(out: Path | None = None, seeds: list[int] | None = None) -> dict[str, Any]:
     seed = (seeds or [0])[0]
-    by_size = {n: run_child("simulations.bench_scale", str(n), str(seed)) for n in SIZES}
+    by_size = {n: run_child("simulations.bench.scale", str(n), str(seed)) for n in SIZES}
     return {"bench": "scale", "seed": seed, "sampled_per_round": SAMPLED, "rounds": ROUNDS,
             "shards": SHARDS, "sizes": {str(n): r for n, r in by_size.items()},
             **verdict(by_size)}

@@ -22,7 +22,7 @@ from server.scenario import (
     scenario_label,
     scenario_names,
 )
-from simulations.preflight import check_runnable
+from simulations.cli.preflight import check_runnable
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__,
                   pretty_exceptions_show_locals=False)  # locals would dump model weights
@@ -150,8 +150,8 @@ def deploy(
     keep_temp: bool = typer.Option(False, "--keep-temp", help="keep /tmp/fvdeploy-* (keys, certificates, Flower's database, logs)"),
 ) -> None:
     """Run a scenario over a real gRPC federation on 127.0.0.1 (TLS + node auth by default)."""
-    from simulations.deploy import FederationError
-    from simulations.deploy_scenario import deploy as deploy_scenario
+    from simulations.deploy.local_federation import DeploymentError
+    from simulations.deploy.scenario import deploy as deploy_scenario
     from simulations.simulate import round_line
 
     try:
@@ -174,7 +174,7 @@ def deploy(
         status = deploy_scenario(scenario, spec, overrides, nodes=nodes, run_dir=run_dir,
                                  secure=not insecure, resume=resume is not None, keep_temp=keep_temp,
                                  on_record=lambda r: console.print(round_line(r, total)))
-    except FederationError as exc:
+    except DeploymentError as exc:
         fail(str(exc), code=1)
     if status != "finished:completed":  # the run's own result, as the SuperLink reports it
         fail(f"the run ended {status}; ServerApp log: {run_dir / 'serverapp.log'}", code=1)
@@ -199,7 +199,7 @@ def node(
     allow_audit: bool = typer.Option(False, "--allow-audit", help="with --require-dp: still answer the privacy audit phase (its scores are outside the guarantee)"),
 ) -> None:
     """Start one real client: a SuperNode whose data stay on this host."""
-    from simulations.node import NodeArgumentError, NodeOptions, exec_node
+    from simulations.cli.node import NodeArgumentError, NodeOptions, exec_node
 
     opts = NodeOptions(superlink, root_certificates, auth_key, insecure, data_dir, partition,
                        teacher, state_dir, port, require_dp, min_noise_multiplier, max_epsilon,
@@ -217,7 +217,7 @@ def certs(
     days: int = typer.Option(365, "--days", min=1, help="validity of both certificates"),
 ) -> None:
     """Make a CA and the SuperLink's TLS certificate (it always names localhost and 127.0.0.1)."""
-    from simulations.tls import generate_tls, san_entries
+    from simulations.deploy.tls import generate_tls, san_entries
 
     if (out / "ca.crt").exists():
         fail(f"{out / 'ca.crt'} exists: nodes may already trust it; remove it or choose another --out")
@@ -294,6 +294,3 @@ def methods() -> None:
 def main() -> None:
     cli()
 
-
-if __name__ == "__main__":
-    main()

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clients.dp_policy import ALLOW_AUDIT, MAX_EPSILON, MIN_NOISE_MULTIPLIER, REQUIRE_DP
-from simulations.deploy import supernode_command
-from simulations.processes import free_port
+from simulations.deploy.local_federation import supernode_command
+from simulations.deploy.processes import free_port
 
 
 class NodeArgumentError(ValueError):
@@ -116,8 +116,8 @@ def exec_node(opts: NodeOptions) -> None:
 def precheck(opts: NodeOptions) -> None:
     """Say why the Fleet API is unreachable before Flower's silent retry loop starts: a
     certificate problem stops the node (retrying cannot fix it); a closed port is only
-    reported, since the SuperLink may still be starting (simulations/fleet_check.py)."""
-    from simulations.fleet_check import check_fleet
+    reported, since the SuperLink may still be starting (simulations/deploy/fleet_check.py)."""
+    from simulations.deploy.fleet_check import check_fleet
 
     try:
         problem = check_fleet(opts.superlink, None if opts.insecure else opts.root_certificates)

@@ -12,8 +12,8 @@ import signal
 import time
 from pathlib import Path
 
-from simulations.deploy import LocalFederation
-from simulations.processes import all_processes, descendants
+from simulations.deploy.local_federation import LocalFederation
+from simulations.deploy.processes import all_processes, descendants
 
 
 def cmdline(pid: int) -> str:

@@ -99,7 +99,7 @@ def _verification_message(exc: ssl.SSLCertVerificationError, host: str, port: in
 def server_certificate_names(host: str, port: int, *, timeout: float = 5.0) -> list[str]:
     """The names in the certificate HOST:PORT presents, fetched without verifying it
     (only to say what it names; nothing is sent over this connection)."""
-    from simulations.tls import certificate_names
+    from simulations.deploy.tls import certificate_names
 
     context = ssl.create_default_context()
     context.check_hostname = False

@@ -24,8 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from simulations.processes import LOCALHOST, ProcessGroup, free_port, wait_for_port
-from simulations.tls import TlsFiles, generate_node_keypair, generate_tls
+from simulations.deploy.processes import LOCALHOST, ProcessGroup, free_port, wait_for_port
+from simulations.deploy.tls import TlsFiles, generate_node_keypair, generate_tls
 
 ConfigValue = str | int | float | bool
 
@@ -110,7 +110,7 @@ def write_connection(flwr_home: Path, name: str, address: str, ca_cert: Path | N
     return path
 
 
-class FederationError(RuntimeError):
+class DeploymentError(RuntimeError):
     """A federation process or `flwr` command failed; the message says why."""
 
 
@@ -118,7 +118,7 @@ def parse_json_output(stdout: str) -> dict:
     """The JSON document `flwr ... --format json` printed, after any other lines."""
     match = re.search(r"^\{", stdout, re.MULTILINE)
     if match is None:
-        raise FederationError(f"no JSON in flwr output:\n{stdout}")
+        raise DeploymentError(f"no JSON in flwr output:\n{stdout}")
     return json.JSONDecoder().raw_decode(stdout[match.start() :])[0]
 
 
@@ -316,7 +316,7 @@ class LocalFederation:
         deadline = time.monotonic() + timeout
         while self.secure and self.node_ids[index] in self.online_nodes():
             if time.monotonic() > deadline:
-                raise FederationError(f"node-{index} still online {timeout:.0f} s after it died")
+                raise DeploymentError(f"node-{index} still online {timeout:.0f} s after it died")
             time.sleep(1.0)
         prefix = f"node-{index}-restart-"
         restarts = sum(name.startswith(prefix) for name in self.group.pids())
@@ -344,10 +344,10 @@ class LocalFederation:
         try:
             done = self.group.run(cmd, timeout=timeout, cwd=self.workdir)
         except subprocess.TimeoutExpired as err:
-            raise FederationError(f"{' '.join(cmd)} timed out after {timeout:.0f} s") from err
+            raise DeploymentError(f"{' '.join(cmd)} timed out after {timeout:.0f} s") from err
         if check and done.returncode != 0:
             output = f"{done.stdout}\n{done.stderr}"
-            raise FederationError(f"{' '.join(cmd)} exited with {done.returncode}\n{output}")
+            raise DeploymentError(f"{' '.join(cmd)} exited with {done.returncode}\n{output}")
         return done.stdout
 
     def _flwr_json(self, *args: str, timeout: float = 60.0) -> dict:
@@ -355,7 +355,7 @@ class LocalFederation:
         as {"success": false, "error-message": ...} and exits 0."""
         doc = parse_json_output(self.flwr(*args, "--format", "json", timeout=timeout, check=False))
         if not doc.get("success", True):
-            raise FederationError(f"flwr {' '.join(args)}: {doc.get('error-message', doc)}")
+            raise DeploymentError(f"flwr {' '.join(args)}: {doc.get('error-message', doc)}")
         return doc
 
     def register_node(self, public_key: Path, name: str) -> int:
@@ -373,9 +373,9 @@ class LocalFederation:
         start = time.monotonic()
         while len(self.online_nodes()) < count:
             if dead := sorted(set(self.group.pids()) - set(self.group.alive())):
-                raise FederationError(f"{dead} exited during start-up; see {self.group.log_dir}")
+                raise DeploymentError(f"{dead} exited during start-up; see {self.group.log_dir}")
             if time.monotonic() - start > timeout:
-                raise FederationError(f"fewer than {count} nodes online after {timeout:.0f} s")
+                raise DeploymentError(f"fewer than {count} nodes online after {timeout:.0f} s")
             time.sleep(0.5)
         return time.monotonic() - start
 

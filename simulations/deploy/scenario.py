@@ -1,6 +1,6 @@
 """`fedvault deploy`: a scenario over a real local gRPC federation.
 
-A SuperLink and N SuperNodes start on 127.0.0.1 (simulations/deploy.py), each
+A SuperLink and N SuperNodes start on 127.0.0.1 (simulations/deploy/local_federation.py), each
 node through `fedvault node` (the same path a client on another host uses),
 with TLS and SuperNode authentication unless `insecure`. The app in this
 repository is submitted with `flwr run`; the ServerApp writes the run
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from methods.base import RunSpec
-from simulations.deploy import FederationError, LocalFederation, NodeLaunch
+from simulations.deploy.local_federation import DeploymentError, LocalFederation, NodeLaunch
 
-APP_DIR = Path(__file__).resolve().parent.parent  # holds pyproject.toml [tool.flwr.app]
+APP_DIR = Path(__file__).resolve().parents[2]  # holds pyproject.toml [tool.flwr.app]
 
 
 def node_policy_flags(spec: RunSpec) -> list[str]:
@@ -119,7 +119,7 @@ def _deploy_in(workdir: Path, scenario: str, spec: RunSpec, overrides: Mapping[s
             seen = follow(run_dir, seen, on_record)
             if time.monotonic() > deadline:
                 fed.flwr("stop", str(run_id), fed.connection, check=False)
-                raise FederationError(f"run {run_id} still {status!r} after {run_timeout(spec):.0f} s")
+                raise DeploymentError(f"run {run_id} still {status!r} after {run_timeout(spec):.0f} s")
             time.sleep(1.0)
         follow(run_dir, seen, on_record)
         if status != "finished:completed":

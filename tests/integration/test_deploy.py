@@ -12,9 +12,9 @@ import pytest
 
 from methods.common.datasets import MNIST_MEAN, MNIST_STD, load_mnist5k, write_image_folder
 from server.scenario import resolve
-from simulations.deploy import LocalFederation, NodeLaunch
-from simulations.deploy_scenario import APP_DIR, deploy, run_config
-from simulations.faults import kill_node_mid_round
+from simulations.deploy.local_federation import LocalFederation, NodeLaunch
+from simulations.deploy.scenario import APP_DIR, deploy, run_config
+from simulations.deploy.faults import kill_node_mid_round
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from server.run_dir import RunDirectory
-from simulations.processes import ProcessGroup
+from simulations.deploy.processes import ProcessGroup
 from tests.audit_screenshot import CHROMIUM, MIN_PIXELS_PER_FIGURE, SKIP_REASON, figure_pixels
 from tests.conftest import REPO, isolated_env
 

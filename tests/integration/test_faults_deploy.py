@@ -16,10 +16,10 @@ import pytest
 
 from server.run_dir import RunDirectory
 from server.scenario import resolve
-from simulations.deploy import LocalFederation
-from simulations.deploy_scenario import APP_DIR, deploy, fedvault_node_command, run_config
-from simulations.faults import cmdline, kill_node_mid_round
-from simulations.processes import all_processes, descendants
+from simulations.deploy.local_federation import LocalFederation
+from simulations.deploy.scenario import APP_DIR, deploy, fedvault_node_command, run_config
+from simulations.deploy.faults import cmdline, kill_node_mid_round
+from simulations.deploy.processes import all_processes, descendants
 
 # Real deployments that wait out heartbeats (rejoin) and a killed ServerApp: 2-3 min each on
 # an idle 2-core box, so CI (`-m "not slow"`) leaves them to `make test-all` / `-m integration`.

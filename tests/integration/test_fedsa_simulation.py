@@ -2,7 +2,7 @@
 
 Short runs (2 rounds, 2 teacher epochs): they check the federated flow and the
 summary, not the accuracy bands (tests/slow/test_fedsa_bands.py does those).
-A gRPC deployment test of FedSA waits for `fedvault deploy` (simulations/deploy.py).
+A gRPC deployment test of FedSA waits for `fedvault deploy` (simulations/deploy/local_federation.py).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from simulations.processes import ProcessGroup, all_processes, free_port
+from simulations.deploy.processes import ProcessGroup, all_processes, free_port
 from tests.conftest import REPO, isolated_env
 
 pytestmark = pytest.mark.integration

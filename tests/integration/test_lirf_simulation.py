@@ -2,7 +2,7 @@
 
 One short run (3 rounds, 3 deposit epochs): it checks the federated flow, the
 summary and the owner-only withdrawal, not the bands (tests/slow/test_lirf_bands.py).
-The gRPC deployment of LIRF waits for `fedvault deploy` (simulations/deploy.py).
+The gRPC deployment of LIRF waits for `fedvault deploy` (simulations/deploy/local_federation.py).
 """
 
 from __future__ import annotations

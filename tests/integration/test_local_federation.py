@@ -2,7 +2,7 @@
 to completion and leaves no process behind; an unregistered node is refused.
 
 The Flower app is a throwaway written into tmp_path by the test itself, so these
-tests depend on nothing but `simulations.deploy` and Flower.
+tests depend on nothing but `simulations.deploy.local_federation` and Flower.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from simulations.deploy import LocalFederation, supernode_command
-from simulations.processes import free_port, proc_info
-from simulations.tls import generate_node_keypair
+from simulations.deploy.local_federation import LocalFederation, supernode_command
+from simulations.deploy.processes import free_port, proc_info
+from simulations.deploy.tls import generate_node_keypair
 
 pytestmark = pytest.mark.integration
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from methods.common.datasets import MNIST_MEAN, MNIST_STD, load_mnist5k, write_image_folder
-from simulations.deploy import parse_json_output
-from simulations.processes import ProcessGroup
+from simulations.deploy.local_federation import parse_json_output
+from simulations.deploy.processes import ProcessGroup
 from tests.multihost_guide import Block, Copy, steps
 from tests.netns import Hosts, NetnsUnavailable
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from simulations.deploy import LocalFederation
-from simulations.deploy_scenario import APP_DIR, fedvault_node_command, run_config
+from simulations.deploy.local_federation import LocalFederation
+from simulations.deploy.scenario import APP_DIR, fedvault_node_command, run_config
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from simulations.processes import ProcessGroup
+from simulations.deploy.processes import ProcessGroup
 from tests.conftest import REPO, isolated_env
 
 pytestmark = pytest.mark.integration

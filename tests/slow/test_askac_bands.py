@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulations.bench_askac import run
+from simulations.bench.askac import run
 
 pytestmark = pytest.mark.slow
 

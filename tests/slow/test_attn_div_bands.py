@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulations.bench_attn_div import DEFAULT_SEEDS, run
+from simulations.bench.attn_div import DEFAULT_SEEDS, run
 
 pytestmark = pytest.mark.slow
 

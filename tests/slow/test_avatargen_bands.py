@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulations import bench_avatargen
+from simulations.bench import avatargen as bench_avatargen
 
 pytestmark = pytest.mark.slow
 

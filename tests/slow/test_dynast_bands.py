@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulations.bench_dynast import run
+from simulations.bench.dynast import run
 
 pytestmark = pytest.mark.slow
 

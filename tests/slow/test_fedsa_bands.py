@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulations.bench_fedsa import GAIN_MIN, PRECISION_MIN, run
+from simulations.bench.fedsa import GAIN_MIN, PRECISION_MIN, run
 
 pytestmark = pytest.mark.slow
 

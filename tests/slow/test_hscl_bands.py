@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulations.bench_hscl import run
+from simulations.bench.hscl import run
 
 pytestmark = pytest.mark.slow
 

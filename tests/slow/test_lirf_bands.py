@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulations.bench_lirf import CLASS_SETS, run
+from simulations.bench.lirf import CLASS_SETS, run
 
 pytestmark = pytest.mark.slow
 

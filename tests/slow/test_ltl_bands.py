@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulations.bench_ltl import COMPARED_EPOCHS, run
+from simulations.bench.ltl import COMPARED_EPOCHS, run
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulations.bench_pose import RULES, run
+from simulations.bench.pose import RULES, run
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulations.bench_style_gnn import run
+from simulations.bench.style_gnn import run
 
 pytestmark = pytest.mark.slow
 

@@ -162,3 +162,38 @@ def test_a_users_method_needs_five_names_from_methods():
     assert Method is BaseMethod and register is registry_register
     assert all(name in methods.__doc__ for name in methods.__all__)
     assert LocalTrainingConfig and RunSpec and Stage
+
+
+# simulations/'s subpackages, bottom to top: an import between two of them points down.
+# simulations/simulate.py (the in-process simulation) sits below all three: the CLI and
+# the benchmarks both run it.
+SIMULATIONS_LAYER = {"simulate": 0, "deploy": 1, "bench": 2, "cli": 3}
+
+
+def test_simulations_subpackages_import_one_way(graph):
+    def part(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[1] if parts[0] == "simulations" and len(parts) > 1 else None
+
+    assert {part(m) for m in project_modules()} - {None} == set(SIMULATIONS_LAYER)
+    wrong = [f"{module}:{line} imports {target}"
+             for module, targets in graph.items() if part(module)
+             for target, line in targets.items()
+             if part(target) and part(target) != part(module)
+             and SIMULATIONS_LAYER[part(target)] >= SIMULATIONS_LAYER[part(module)]]
+    assert wrong == []
+
+
+def test_no_method_package_imports_another(graph):
+    """What two methods share lives in methods/common/, not in one of them."""
+    def package(module: str) -> str | None:
+        parts = module.split(".")
+        if parts[0] != "methods" or len(parts) < 2 or parts[1] == "common":
+            return None
+        return parts[1] if (ROOT / "methods" / parts[1]).is_dir() else None
+
+    wrong = [f"{module}:{line} imports {target}"
+             for module, targets in graph.items() if package(module)
+             for target, line in targets.items()
+             if package(target) and package(target) != package(module)]
+    assert wrong == []

@@ -1,8 +1,8 @@
-"""The Ask-AC bench's bands (simulations/bench_askac.py) on hand-made summaries."""
+"""The Ask-AC bench's bands (simulations/bench/askac.py) on hand-made summaries."""
 
 import pytest
 
-from simulations.bench_askac import judge
+from simulations.bench.askac import judge
 
 pytestmark = pytest.mark.unit
 

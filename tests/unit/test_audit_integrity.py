@@ -26,7 +26,7 @@ from server.audit.ledger_checks import (
 from server.audit.report import node_guarantee, write_report
 from server.audit.training import training_section
 from server.ledger import LEDGER_FILE
-from simulations.cli import cli
+from simulations.cli.app import cli
 from tests.audit_run import detail, ledger_lines, make_run, status, write_jsonl
 
 pytestmark = pytest.mark.unit

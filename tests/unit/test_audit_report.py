@@ -19,7 +19,7 @@ from server.audit.report import write_report
 from server.ledger import LEDGER_FILE, read_ledger
 from server.runner import Job, run_job
 from server.scenario import resolve
-from simulations.cli import cli
+from simulations.cli.app import cli
 from tests.audit_screenshot import CHROMIUM, MIN_PIXELS_PER_FIGURE, SKIP_REASON, figure_pixels
 from tests.inprocess_grid import InProcessGrid, partition_nodes
 

@@ -1,9 +1,9 @@
-"""The shared verdict of the claim benchmarks (simulations/bench_runs.scenario_bench)."""
+"""The shared verdict of the claim benchmarks (simulations/bench/runs.py scenario_bench)."""
 
 from __future__ import annotations
 
-from simulations import bench_runs
-from simulations.bench_runs import band, scenario_bench
+from simulations.bench import runs as bench_runs
+from simulations.bench.runs import band, scenario_bench
 
 
 def _bench(monkeypatch, tmp_path, bands):

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from simulations.cli import cli
+from simulations.cli.app import cli
 
 pytestmark = pytest.mark.unit
 

@@ -1,5 +1,5 @@
 """Claims about certificates for other hosts and about naming why a node cannot connect
-(simulations/tls.py, simulations/fleet_check.py, `fedvault certs`, `fedvault node`)."""
+(simulations/deploy/tls.py, simulations/deploy/fleet_check.py, `fedvault certs`, `fedvault node`)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from cryptography import x509
 from typer.testing import CliRunner
 
-from simulations import tls
-from simulations.cli import cli
-from simulations.fleet_check import check_fleet, split_address
-from simulations.node import NodeArgumentError, NodeOptions, precheck
-from simulations.processes import free_port
+from simulations.deploy import tls
+from simulations.cli.app import cli
+from simulations.deploy.fleet_check import check_fleet, split_address
+from simulations.cli.node import NodeArgumentError, NodeOptions, precheck
+from simulations.deploy.processes import free_port
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from server.scenario import resolve
-from simulations import deploy_scenario
+from simulations.deploy import scenario as deploy_scenario
 
 pytestmark = pytest.mark.unit
 

@@ -127,7 +127,7 @@ def test_the_console_shows_the_warning_in_yellow():
 
 
 def test_the_summary_ends_with_a_yellow_warning_when_the_run_diverged(capsys):
-    from simulations import cli
+    from simulations.cli import app as cli
 
     cli.finish(Path("run"), {"accuracy": 0.1, "diverged": True})
     assert "warning: training diverged (see events.log)" in capsys.readouterr().out

@@ -1,8 +1,8 @@
-"""Claims about `fedvault bench dynast`'s verdicts (simulations/bench_dynast.py), on made-up summaries."""
+"""Claims about `fedvault bench dynast`'s verdicts (simulations/bench/dynast.py), on made-up summaries."""
 
 import pytest
 
-from simulations.bench_dynast import judge
+from simulations.bench.dynast import judge
 
 pytestmark = pytest.mark.unit
 

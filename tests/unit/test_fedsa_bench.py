@@ -1,11 +1,11 @@
-"""Claims about the bands of `fedvault bench fedsa` (simulations/bench_fedsa.py)."""
+"""Claims about the bands of `fedvault bench fedsa` (simulations/bench/fedsa.py)."""
 
 import copy
 
 import pytest
 
 from simulations.bench import BENCHES
-from simulations.bench_fedsa import evaluate, markdown
+from simulations.bench.fedsa import evaluate, markdown
 
 pytestmark = pytest.mark.unit
 
@@ -27,7 +27,7 @@ def _runs():
 
 
 def test_the_bench_is_registered():
-    assert BENCHES["fedsa"] == "simulations.bench_fedsa:run"
+    assert BENCHES["fedsa"] == "simulations.bench.fedsa:run"
 
 
 def test_good_runs_pass_every_band():

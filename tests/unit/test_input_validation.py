@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from methods.config import ConfigError
 from methods.resolve import valid_keys
 from server.run_dir import RunDirError
-from simulations.cli import cli, fail, plan_run
+from simulations.cli.app import cli, fail, plan_run
 
 pytestmark = pytest.mark.unit
 
@@ -79,7 +79,7 @@ def test_out_of_range_values_and_impossible_combinations_exit_2_naming_the_range
     _refused_up_front(no_run("simulate", "fedavg", *args, "--out", out), out, needle)
 
 
-@pytest.mark.parametrize("name", ["../scenarios/fedavg", "simulations/scenarios/fedavg", "fedavg.json"])
+@pytest.mark.parametrize("name", ["../scenarios/fedavg", "server/scenarios/fedavg", "fedavg.json"])
 def test_a_scenario_name_is_never_read_as_a_path(no_run, tmp_path, name):
     out = tmp_path / "out"
     _refused_up_front(no_run("simulate", name, "--out", out), out, f"unknown scenario {name!r}")

@@ -1,8 +1,8 @@
-"""The LIRF bench's band checks (simulations/bench_lirf.py) on hand-made summaries."""
+"""The LIRF bench's band checks (simulations/bench/lirf.py) on hand-made summaries."""
 
 import pytest
 
-from simulations.bench_lirf import bands, row
+from simulations.bench.lirf import bands, row
 
 pytestmark = pytest.mark.unit
 

@@ -13,7 +13,7 @@ import pytest
 import typer
 
 from server.scenario import parse_overrides, resolve, split_override_string
-from simulations.cli import cli
+from simulations.cli.app import cli
 from tests.multihost_guide import GUIDE, Block, Copy, steps
 
 pytestmark = pytest.mark.unit

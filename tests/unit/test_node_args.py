@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from simulations.node import NodeArgumentError, NodeOptions, node_argv, parse_partition
+from simulations.cli.node import NodeArgumentError, NodeOptions, node_argv, parse_partition
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from simulations.perf import flatness, ratio_check, round_seconds, steady_state, tree_rss
+from simulations.bench.perf import flatness, ratio_check, round_seconds, steady_state, tree_rss
 
 pytestmark = pytest.mark.unit
 
@@ -53,7 +53,7 @@ def test_the_plain_loop_trains_exactly_what_fedvault_trains(tmp_path):
 
     from clients.tasks import train_task
     from server.scenario import resolve
-    from simulations.vanilla_flower import Workload, weighted_mean
+    from simulations.bench.vanilla_flower import Workload, weighted_mean
 
     torch.set_num_threads(1)
     # the bench's fedavg settings on the small digits set (seconds, not minutes)
@@ -74,7 +74,7 @@ def test_the_plain_loop_trains_exactly_what_fedvault_trains(tmp_path):
 
 
 def test_scale_clients_share_shards_beyond_the_data_size():
-    from simulations.bench_scale import scale_spec, shard_config, verdict
+    from simulations.bench.scale import scale_spec, shard_config, verdict
 
     assert shard_config({"partition-id": 2345, "num-partitions": 10_000}) == {
         "partition-id": 345, "num-partitions": 1_000}
@@ -87,7 +87,7 @@ def test_scale_clients_share_shards_beyond_the_data_size():
 
 
 def test_lirf_speed_needs_the_deposit_to_forget_as_well_as_to_be_fast():
-    from simulations.bench_lirf_speed import figures
+    from simulations.bench.lirf_speed import figures
 
     summary = {"deposit_seconds": 10.0, "retrain_seconds": 50.0,
                "target": {"dep_acc": 0.2}, "retrain": {"dep_acc": 0.0}}
@@ -100,7 +100,7 @@ def test_wire_bytes_count_every_array_of_a_message():
     from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 
     from protos.records import to_array_record
-    from simulations.bench_wire import MeteredGrid, tensor_bytes, wire_bytes
+    from simulations.bench.wire import MeteredGrid, tensor_bytes, wire_bytes
 
     MeteredGrid(1)  # sets the task identity Flower needs to create a Message
     small = RecordDict({"config": ConfigRecord({"x": 1})})

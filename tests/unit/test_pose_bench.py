@@ -1,8 +1,8 @@
-"""Claims about the pose bench's verdicts (simulations/bench_pose.py)."""
+"""Claims about the pose bench's verdicts (simulations/bench/pose.py)."""
 
 import pytest
 
-from simulations.bench_pose import judge
+from simulations.bench.pose import judge
 
 pytestmark = pytest.mark.unit
 

@@ -1,17 +1,17 @@
-"""Claims about `fedvault bench dp-overhead` (simulations/bench_dp.py), on a small sample."""
+"""Claims about `fedvault bench dp-overhead` (simulations/bench/dp.py), on a small sample."""
 
 from __future__ import annotations
 
 import pytest
 
-from simulations import bench_dp
+from simulations.bench import dp as bench_dp
 from simulations.bench import BENCHES
 
 pytestmark = pytest.mark.unit
 
 
 def test_the_bench_is_registered():
-    assert BENCHES["dp-overhead"] == "simulations.bench_dp:run"
+    assert BENCHES["dp-overhead"] == "simulations.bench.dp:run"
 
 
 def test_ghost_clipping_is_what_makes_the_linear_heavy_net_affordable(monkeypatch):
@@ -27,7 +27,7 @@ def test_ghost_clipping_is_what_makes_the_linear_heavy_net_affordable(monkeypatc
 
 
 def test_dp_audit_bench_fails_when_the_audit_cannot_see_missing_dp():
-    from simulations.bench_dp_audit import _judge
+    from simulations.bench.dp_audit import _judge
 
     dp = {0: {"accuracy": 0.88, "epsilon": 2.99, "eps_hat_white-box": 0.6,
               "eps_hat_black-box": 0.0, "eps_hat_mia": 0.1}}

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from server.run_dir import RunDirError, RunDirectory
 from server.runner import Job, run_job
 from server.scenario import resolve
-from simulations.cli import cli
+from simulations.cli.app import cli
 from tests.inprocess_grid import InProcessGrid, partition_nodes
 
 pytestmark = pytest.mark.unit
