@@ -128,7 +128,7 @@ def simulate(
     except (ConfigError, RunDirError) as exc:
         fail(str(exc))
     total, nodes = spec.federation.num_server_rounds, spec.federation.num_clients
-    job.progress = lambda record: console.print(round_line(record, total))
+    job.progress = lambda record: console.print(round_line(record, total), soft_wrap=True)
     console.print(f"[bold]{escape(scenario)}[/]: {nodes} simulated nodes, {total} rounds → {job.run_dir}")
     try:
         run_in_process(job, nodes, ray_address=ray_address, verbose=verbose)
@@ -173,7 +173,7 @@ def deploy(
     try:
         status = deploy_scenario(scenario, spec, overrides, nodes=nodes, run_dir=run_dir,
                                  secure=not insecure, resume=resume is not None, keep_temp=keep_temp,
-                                 on_record=lambda r: console.print(round_line(r, total)))
+                                 on_record=lambda r: console.print(round_line(r, total), soft_wrap=True))
     except DeploymentError as exc:
         fail(str(exc), code=1)
     if status != "finished:completed":  # the run's own result, as the SuperLink reports it
