@@ -14,15 +14,22 @@ def test_the_bench_is_registered():
     assert BENCHES["dp-overhead"] == "simulations.bench.dp:run"
 
 
-def test_ghost_clipping_is_what_makes_the_linear_heavy_net_affordable(monkeypatch):
+def test_the_dp_overhead_bench_picks_ghost_for_the_linear_heavy_net_and_judges_its_targets(
+    monkeypatch,
+):
+    # The speed claim itself (ghost ≈ 2× vs hooks ≈ 22× on this net) lives in
+    # `fedvault bench dp-overhead`, not here: a CPU-time ratio of a 2-step epoch is noise
+    # on a shared machine (it read hooks 0.58 s vs ghost 0.51 s once in CI).
     monkeypatch.setattr(bench_dp, "EXAMPLES", 256)
     monkeypatch.setattr(bench_dp, "MODES", ("hooks", "ghost"))
     result = bench_dp.run(seeds=[0])
     heavy = result["results"]["linear-heavy"]
     assert heavy["chosen"] == "ghost" and heavy["linear_fraction"] > 0.95
-    # per-sample gradients of 1 M Linear weights vs per-sample norms only
-    assert heavy["modes"]["hooks"]["cpu_seconds"] > 3 * heavy["modes"]["ghost"]["cpu_seconds"]
+    assert set(heavy["modes"]) == {"none", "hooks", "ghost"}
     assert set(result["checks"]) == {"small-cnn chosen mode", "linear-heavy ghost"}
+    assert result["checks"]["linear-heavy ghost"] == (
+        heavy["modes"]["ghost"]["ratio"] <= bench_dp.TARGETS["linear-heavy"]
+    )
     assert result["pass"] == all(result["checks"].values())
 
 
