@@ -17,6 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 _RAY_DIRS: list[Path] = []  # /tmp/fvray-* made by isolated_env, removed after each test
+_EVERY_RAY_DIR: set[Path] = set()  # ... and once more at the end of the session
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +25,15 @@ def _remove_ray_dirs():
     yield
     while _RAY_DIRS:
         shutil.rmtree(_RAY_DIRS.pop(), ignore_errors=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _remove_ray_dirs_at_the_end():
+    """A Ray process still shutting down may write into a directory after its test removed
+    it, and a module fixture re-creates its directory: sweep them all when the session ends."""
+    yield
+    for ray_dir in _EVERY_RAY_DIR:
+        shutil.rmtree(ray_dir, ignore_errors=True)
 
 
 def isolated_env(tmp: Path) -> dict[str, str]:
@@ -37,6 +47,7 @@ def isolated_env(tmp: Path) -> dict[str, str]:
     if ray_dir not in _RAY_DIRS:  # (again, when a module fixture's test already removed it)
         ray_dir.mkdir(mode=0o700, exist_ok=True)
         _RAY_DIRS.append(ray_dir)
+        _EVERY_RAY_DIR.add(ray_dir)
     env = dict(os.environ)
     env.update(
         FLWR_HOME=str(tmp / "flwr-home"),
