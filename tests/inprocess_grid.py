@@ -74,3 +74,18 @@ class InProcessGrid:
 
 def partition_nodes(n: int) -> list[dict]:
     return [{"partition-id": i, "num-partitions": n} for i in range(n)]
+
+
+def dies_in_round_2(num_nodes: int) -> InProcessGrid:
+    """A grid whose server "dies" (KeyboardInterrupt) in round 2, after round 1's checkpoint."""
+    grid, calls = InProcessGrid(partition_nodes(num_nodes)), {"n": 0}
+    original = grid.send_and_receive
+
+    def send_and_receive(messages, timeout=None):
+        calls["n"] += 1  # 1: the nodes' info, 2: round 1, 3: round 2
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("the server died in round 2")
+        return original(messages, timeout=timeout)
+
+    grid.send_and_receive = send_and_receive
+    return grid

@@ -12,7 +12,7 @@ from server.federation import Federation, FederationError
 from server.run_dir import RunDirectory
 from server.runner import Job, run_job
 from server.scenario import resolve
-from tests.inprocess_grid import InProcessGrid, partition_nodes
+from tests.inprocess_grid import InProcessGrid, dies_in_round_2, partition_nodes
 
 pytestmark = pytest.mark.unit
 
@@ -87,16 +87,7 @@ def test_a_nan_update_is_rejected_before_aggregation(tmp_path):
 def test_resume_continues_to_the_same_model_as_an_uninterrupted_run(tmp_path):
     full = run_job(InProcessGrid(partition_nodes(3)), _job(tmp_path / "a"))
     # Interrupted: the server dies in round 2 of 2 (after round 1's checkpoint), then resumes.
-    grid, calls = InProcessGrid(partition_nodes(3)), {"n": 0}
-    original = grid.send_and_receive
-
-    def die_in_round_2(messages, timeout=None):
-        calls["n"] += 1  # 1: the nodes' info, 2: round 1, 3: round 2
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("the server died in round 2")
-        return original(messages, timeout=timeout)
-
-    grid.send_and_receive = die_in_round_2
+    grid = dies_in_round_2(3)
     with pytest.raises(KeyboardInterrupt):
         run_job(grid, _job(tmp_path / "b"))
     run_dir = tmp_path / "b" / "run"

@@ -17,7 +17,7 @@ from server.run_dir import RunDirError, RunDirectory
 from server.runner import Job, run_job
 from server.scenario import resolve
 from simulations.cli.app import cli
-from tests.inprocess_grid import InProcessGrid, partition_nodes
+from tests.inprocess_grid import InProcessGrid, dies_in_round_2, partition_nodes
 
 pytestmark = pytest.mark.unit
 
@@ -146,17 +146,7 @@ def test_a_resumed_run_exits_0_on_its_own_summary(tmp_path, monkeypatch):
 
 
 def _dies_in_round_2() -> InProcessGrid:
-    grid, calls = InProcessGrid(partition_nodes(2)), {"n": 0}
-    original = grid.send_and_receive
-
-    def send_and_receive(messages, timeout=None):
-        calls["n"] += 1  # 1: the nodes' info, 2: round 1, 3: round 2
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("the server died in round 2")
-        return original(messages, timeout=timeout)
-
-    grid.send_and_receive = send_and_receive
-    return grid
+    return dies_in_round_2(2)
 
 
 @pytest.mark.parametrize("name", ["metrics.jsonl", "ledger.jsonl"])
