@@ -17,7 +17,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from clients.dp_policy import NodePolicy
-from clients.node_data import describe_node, node_example_count
+from clients.node_data import NodeFacts, describe_node, node_facts
 from clients.phases import PHASES
 from methods.base import RunSpec
 from methods.resolve import run_spec_from_json
@@ -65,22 +65,27 @@ def _run_spec(config_json: str) -> RunSpec:
 def info(msg: Message, context: Context) -> Message:
     def work() -> RecordDict:
         pid, num_partitions, source = describe_node(context.node_config)
+        facts = _data_facts(msg, context)
         payload = pb.NodeInfo(partition_id=pid, num_partitions=num_partitions, data_source=source,
-                              num_examples=_example_count(msg, context))
+                              num_examples=facts.num_examples, data_shape=facts.data_shape,
+                              num_classes=facts.num_classes, num_held_out=facts.num_held_out)
         return RecordDict({CONFIG: ConfigRecord({NODE_INFO: encode(payload)})})
 
     return _guarded(msg, work)
 
 
-def _example_count(msg: Message, context: Context) -> int:
-    """The node's training examples under the run config of the info request; 0 (not
-    declared: the server falls back to a federation-wide bound) when they cannot be
-    counted, so a node whose data fail to load still answers and reports that failure
-    where it trains, with the round."""
+UNDECLARED = NodeFacts(num_examples=0, data_shape=(), num_classes=0, num_held_out=0)
+
+
+def _data_facts(msg: Message, context: Context) -> NodeFacts:
+    """The node's data under the run config of the info request (example count, shape,
+    classes, held-out count); none declared (the server falls back to a federation-wide
+    bound and skips its data check) when they cannot be read, so a node whose data fail to
+    load still answers and reports that failure where it trains, with the round."""
     try:
-        return node_example_count(_run_spec(read_header(msg).config_json), context.node_config)
-    except Exception:  # noqa: BLE001 - the count is advisory; training reports the cause
-        return 0
+        return node_facts(_run_spec(read_header(msg).config_json), context.node_config)
+    except Exception:  # noqa: BLE001 - the facts are advisory; training reports the cause
+        return UNDECLARED
 
 
 @app.train()

@@ -41,8 +41,10 @@ class GradientCanaries:
         """Add `weight`·e_j to `grad` for each canary that joins this step (prob. q)."""
         if len(self.coords) == 0:
             return
+        # drawn on the CPU (the generator's device), so the draws are the same on every
+        # device; only the chosen coordinates move to the gradient's
         joined = self.coords[torch.rand(len(self.coords), generator=self.generator) < sample_rate]
-        grad.view(-1)[joined] += weight
+        grad.view(-1)[joined.to(grad.device)] += weight
 
     def plant_in_sum(self, sample_rate: float) -> None:
         """DP-SGD: into the clipped per-example sum, before the noise (weight C)."""

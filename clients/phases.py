@@ -13,12 +13,14 @@ from flwr.app import Context, MetricRecord, RecordDict
 
 from clients.fedsa_host import distill_phase, select_phase, teacher_phase
 from clients.audit_scores import audit_phase
+from clients.evaluation import evaluate_phase
 from clients.private_train import private_train_phase
 from clients import lirf_owner
+from clients.node_device import device_record, node_device
 from clients.tasks import train_task
 from methods.base import RunSpec
 from protos import fedvault_pb2 as pb
-from protos.contract import ARRAYS, METRICS, Phase
+from protos.contract import ARRAYS, CONFIG, METRICS, Phase
 from protos.records import from_array_record, to_array_record
 
 PhaseFunction = Callable[[RunSpec, pb.RoundHeader, RecordDict, Context], RecordDict]
@@ -28,7 +30,8 @@ def train_phase(spec: RunSpec, header: pb.RoundHeader, content: RecordDict, cont
     arrays, metrics = train_task(
         spec, header.round, from_array_record(content[ARRAYS]), context.node_config
     )
-    return RecordDict({ARRAYS: to_array_record(arrays), METRICS: MetricRecord(metrics)})
+    return RecordDict({ARRAYS: to_array_record(arrays), METRICS: MetricRecord(metrics),
+                       CONFIG: device_record(node_device(spec, context.node_config))})
 
 
 PHASES: dict[str, PhaseFunction] = {
@@ -44,4 +47,5 @@ PHASES: dict[str, PhaseFunction] = {
     Phase.WITHDRAW: lirf_owner.withdraw_phase,  # LIRF
     Phase.WITHDRAW_COMMIT: lirf_owner.withdraw_commit_phase,  # LIRF
     Phase.LIRF_AUDIT: lirf_owner.audit_phase,  # LIRF
+    Phase.EVALUATE: evaluate_phase,  # federated evaluation (docs/runs.md#evaluation)
 }

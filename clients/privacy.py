@@ -224,8 +224,9 @@ class PrivateTraining:
         self.mode = choose_grad_sample_mode(self.requested_mode, self.method, model)
         self.engine = PrivacyEngine(accountant=self.cfg.accountant)
         self.engine.accountant.history = list(self.history)
-        self.sampling_rng = dp_generator(self.seed, 0)
-        noise_rng = dp_generator(self.seed, 1)
+        self.sampling_rng = dp_generator(self.seed, 0)  # the Poisson sampler draws on the CPU
+        # Opacus draws the noise on the gradients' device with this generator: it must be there
+        noise_rng = dp_generator(self.seed, 1, next(model.parameters()).device)
         wrapped = self.engine.make_private(
             module=model,
             optimizer=optimizer,
@@ -287,7 +288,7 @@ class PrivateTraining:
             if self.mode == "ghost":  # its optimizer sums p.grad
                 p.grad = torch.zeros_like(p)
             else:  # the others clip per-example gradients: there are none
-                p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
+                p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
 
     def _install(self, model: nn.Module) -> None:
         """Plant white-box canaries before the noise and (tests only) scale the noise."""

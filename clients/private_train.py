@@ -19,13 +19,14 @@ from flwr.app import ConfigRecord, Context, MetricRecord, RecordDict
 from clients.audit_scores import audited_training_data
 from clients.dp_policy import NodePolicy
 from clients.node_data import describe_node
+from clients.node_device import device_record, node_device
 from clients.tasks import local_seed, node_key, train_task
 from methods.audit_plan import WhiteboxPlan, whitebox_plan
 from methods.base import Method, RunSpec
 from methods.registry import get_method
 from protos import fedvault_pb2 as pb
 from protos.codec import encode
-from protos.contract import ARRAYS, LEDGER_ENTRY, LEDGER_EXTRA, METRICS, PRIVACY
+from protos.contract import ARRAYS, CONFIG, LEDGER_ENTRY, LEDGER_EXTRA, METRICS, PRIVACY
 from protos.records import from_array_record, ledger_entries, to_array_record
 
 
@@ -43,7 +44,8 @@ def private_train_phase(
         spec, header.round, arrays, context.node_config,
         privacy=privacy, shape_data=shape, whitebox=whitebox,
     )
-    reply = RecordDict({ARRAYS: to_array_record(trained), METRICS: MetricRecord(metrics)})
+    reply = RecordDict({ARRAYS: to_array_record(trained), METRICS: MetricRecord(metrics),
+                        CONFIG: device_record(node_device(spec, context.node_config))})
     if privacy is not None:
         from clients.privacy import save_history
 

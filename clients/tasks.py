@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from clients.node_data import describe_node, node_train_data
+from clients.node_device import node_device
 from clients.training import train_locally
 from methods.base import RunSpec
 from methods.common.datasets import ArrayDataset
@@ -48,7 +49,7 @@ def train_task(
     `whitebox` plants the audit's gradient canaries into a run without DP (with DP,
     `privacy` plants them before its noise).
     """
-    torch.set_num_threads(1)  # 2 threads were 5-10x slower on the 2-core hosts
+    device = node_device(spec, node_config)  # and 1 CPU thread on the CPU (2 were 5-10x slower)
     method = get_method(spec.method_name)
     data = node_train_data(method, spec, node_config)
     if shape_data is not None:
@@ -67,6 +68,6 @@ def train_task(
             generator=torch.Generator().manual_seed(seed),
         )
     metrics = train_locally(
-        method, model, data, spec, seed=seed, privacy=privacy, canaries=canaries
+        method, model, data, spec, seed=seed, privacy=privacy, canaries=canaries, device=device
     )
     return method.shared_state(model), metrics

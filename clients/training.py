@@ -46,8 +46,13 @@ def train_locally(
     seed: int,
     privacy: "PrivateTraining | None" = None,
     canaries: "GradientCanaries | None" = None,
+    device: torch.device | None = None,
 ) -> dict[str, float]:
     """Run `local_epochs` of SGD on `dataset`; returns the reply's metrics.
+
+    `device` (clients/node_device.py) moves the model there, in place, and each batch as
+    it leaves the loader, so a method's `train_step` sees tensors on one device; None
+    leaves the model where it is (the CPU, for the callers that pass none).
 
     With `privacy` the same loop is DP-SGD: the hook swaps in a Poisson loader and a
     clipping, noising optimizer, runs each backward pass, and afterwards unwraps the
@@ -56,7 +61,9 @@ def train_locally(
     noise, and releasing it would fall outside the accounted ε.
     `canaries` (an audited run without DP) plants white-box canaries into each step.
     """
-    torch.manual_seed(seed)  # dropout / random labels inside train_step
+    torch.manual_seed(seed)  # dropout / random labels inside train_step (seeds CUDA too)
+    if device is not None:
+        model.to(device)  # before the optimizer and Opacus see its parameters
     loader = make_loader(dataset, spec.method.batch_size, seed)
     local_lr = getattr(method, "local_lr", None)  # duck-typed steps (FedSA's hint) have none
     optimizer = make_optimizer(model, spec, local_lr(model, spec) if local_lr else None)
@@ -70,6 +77,10 @@ def train_locally(
     started, total_loss, losses, steps = time.perf_counter(), 0.0, 0, 0
     for _ in range(spec.method.local_epochs):
         for batch in loader:
+            # the loader (Opacus' Poisson one too) draws on the CPU with its CPU generator,
+            # so the batches are the same on every device; only then do they move
+            if device is not None:
+                batch = tuple(t.to(device) for t in batch)
             optimizer.zero_grad(set_to_none=True)
             loss = backward(batch)
             optimizer.step()  # an empty Poisson batch too: a noise-only, accounted step

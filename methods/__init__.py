@@ -12,7 +12,10 @@
 - `register`: add a method instance to the registry (methods/registry.py; loud on a
   duplicate or a nameless method).
 
-That is all a method needs; everything else in this package is fedvault's own. The
+That is all a method needs; everything else in this package is fedvault's own. A user's
+method lives in the user's own module, named `module:Class` in the user's scenario or
+declared by an installed package's `fedvault.methods` entry point (methods/user_method.py,
+docs/own_method.md). The
 names load on first use: `import methods.common.partition` must not pay for torch.
 """
 

@@ -103,10 +103,19 @@ class RunSpec:
     method: Any
     dp: DPConfig = DPConfig()
     audit: AuditConfig = AuditConfig()
+    method_section: str = ""
+    """The method's config section, its `name`, when `federation.method` is another name for
+    it: a user's `mymethod:TinyCNN` keeps its keys under `[tinycnn]` (methods/resolve.py)."""
 
     @property
     def method_name(self) -> str:
+        """What `get_method` resolves: a registered name or a user's `module:Class`."""
         return self.federation.method
+
+    @property
+    def section(self) -> str:
+        """The prefix of the method's own keys (`fedavg.lr`, `tinycnn.lr`)."""
+        return self.method_section or self.federation.method
 
     def for_stage(self, stage: Stage) -> "RunSpec":
         """This spec with the stage's method-config overrides applied."""
@@ -115,7 +124,7 @@ class RunSpec:
     def to_flat(self) -> dict[str, Any]:
         flat = to_flat(self.federation)
         flat.update(to_flat(self.data, "data."))
-        flat.update(to_flat(self.method, self.method_name + "."))
+        flat.update(to_flat(self.method, self.section + "."))
         for section in CROSS_CUTTING:
             flat.update(to_flat(getattr(self, section), section + "."))
         return flat
@@ -134,6 +143,10 @@ class Method(ABC):
     paper: ClassVar[str] = ""
     # Which server workflow orchestrates the method (server/workflows.py).
     workflow: ClassVar[str] = "rounds"
+    # True for a method whose step or evaluation builds tensors on the CPU (an environment
+    # in numpy, module-level constants, draws without `device=`): `device=auto` runs it on
+    # the CPU and an accelerator named explicitly is refused (methods/common/device.py).
+    cpu_only: ClassVar[bool] = False
 
     @abstractmethod
     def build_model(self, spec: RunSpec) -> nn.Module:
@@ -153,7 +166,8 @@ class Method(ABC):
 
     def train_dataset(self, spec: RunSpec) -> ArrayDataset:
         """The data set the federation's partitions are cut from."""
-        return load_dataset(spec.data.dataset, "train", root=spec.data.root or None)
+        return load_dataset(spec.data.dataset, "train", root=spec.data.root or None,
+                            **spec.data.folder_format())
 
     def node_partition(self, spec: RunSpec, labels: np.ndarray, num_partitions: int) -> list[np.ndarray]:
         """Each simulated/demo node's indices into `train_dataset` (the scenario's partitioner).
@@ -169,18 +183,20 @@ class Method(ABC):
 
     def test_dataset(self, spec: RunSpec) -> ArrayDataset:
         """The server's held-out evaluation data."""
-        return load_dataset(spec.data.dataset, "test", root=spec.data.root or None)
+        return load_dataset(spec.data.dataset, "test", root=spec.data.root or None,
+                            **spec.data.folder_format())
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, dataset: ArrayDataset) -> dict[str, float]:
-        """Accuracy and mean cross-entropy on `dataset`."""
+        """Accuracy and mean cross-entropy on `dataset`, on the device `model` is on."""
         model.eval()
+        device = next(model.parameters()).device
         x = torch.tensor(dataset.x)  # a copy: cached data sets are read-only
         y = torch.tensor(dataset.y)
         loss, correct = 0.0, 0
         for start in range(0, len(y), 512):
-            logits = model(x[start : start + 512])
-            target = y[start : start + 512]
+            logits = model(x[start : start + 512].to(device))
+            target = y[start : start + 512].to(device)
             loss += nn.functional.cross_entropy(logits, target, reduction="sum").item()
             correct += (logits.argmax(1) == target).sum().item()
         return {"accuracy": correct / len(y), "loss": loss / len(y)}
@@ -190,6 +206,7 @@ class Method(ABC):
         return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
 
     def load_shared_state(self, model: nn.Module, arrays: Mapping[str, np.ndarray]) -> None:
+        # CPU tensors: load_state_dict copies each into the model's own tensor, on its device
         state = {k: torch.from_numpy(np.asarray(v)) for k, v in arrays.items()}
         model.load_state_dict(state, strict=True)
 
@@ -246,7 +263,7 @@ class Method(ABC):
         index (LIRF's owner-partition) and must lie below num-clients.
         """
         cfg, fed = spec.method, spec.federation
-        prefix = spec.method_name + "."
+        prefix = spec.section + "."
         for f in dataclasses.fields(cfg):
             value = getattr(cfg, f.name)
             if f.name.endswith("_classes") and any(not 0 <= int(c) < num_classes for c in value):

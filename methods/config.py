@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -70,9 +71,24 @@ def check_bounds(obj: Any, prefix: str = "") -> None:
         raise ConfigError("; ".join(problems))
 
 
+# The forms of the `device` key; methods/common/device.py resolves them on a machine.
+DEVICE_FORMS = "auto, cpu, cuda, cuda:<index>, mps"
+_DEVICE_FORM = re.compile(r"auto|cpu|mps|cuda(:\d{1,3})?")
+
+
+def check_device_form(text: object, key: str = "device") -> None:
+    """ConfigError unless `text` is one of DEVICE_FORMS (the machine is not asked)."""
+    if not isinstance(text, str) or not _DEVICE_FORM.fullmatch(text):
+        raise ConfigError(f"{key} must be one of {DEVICE_FORMS} (got {text!r})")
+
+
 # Robust aggregation (Blanchard et al., NeurIPS 2017: Krum; Yin et al., ICML 2018:
 # coordinate-wise median and trimmed mean), all from flwr.serverapp.strategy (server/strategy.py).
 AGGREGATIONS = ("fedavg", "krum", "median", "trimmed-mean")
+# Who evaluates the global model each round (FederationConfig.evaluation; server/evaluation.py).
+EVALUATIONS = ("server", "federated", "auto")
+# Experiment trackers (FederationConfig.tracking; server/tracking.py), optional extras.
+TRACKERS = ("none", "tensorboard", "mlflow")
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,23 @@ class FederationConfig:
     byzantine_nodes: int = 1
     """f, the poisoned updates per round robust aggregation must tolerate: Krum's number of
     malicious nodes; trimmed-mean cuts f of the sampled updates from each end."""
+    evaluation: str = "server"
+    """Who measures the global model after each round: server (on the run's test split) |
+    federated (each sampled node on its own held-out split; the server weights their figures
+    by examples) | auto (server, unless a node's data differ from the server's test set:
+    then federated, said in events.log). docs/runs.md#evaluation."""
+    device: str = "auto"
+    """Where torch computes: auto | cpu | cuda | cuda:<i> | mps (methods/common/device.py);
+    auto picks CUDA when there is one. The server's and every node's, unless a node's own
+    `fedvault node --device` says otherwise (docs/gpu.md)."""
+    num_cpus: float = 1.0
+    """Simulation only: CPUs Ray reserves for each ClientApp (fractional allowed)."""
+    num_gpus: float = 0.0
+    """Simulation only: the GPU share of each ClientApp (0.25: four clients per GPU); 0 with
+    a CUDA device lets `fedvault simulate` share the GPUs among the clients it runs at once."""
+    tracking: str = "none"
+    """Experiment tracker fed by the metrics stream besides metrics.jsonl: none | tensorboard
+    (event files in RUN_DIR/tensorboard/) | mlflow (a local file store); docs/runs.md."""
 
     # Valid ranges (check_bounds); min-nodes and byzantine-nodes depend on num-clients and
     # are checked with it (methods/resolve.py), num-clients against the data (preflight).
@@ -112,7 +145,20 @@ class FederationConfig:
         "node_wait_timeout": Bound(0, 86_400, open_low=True),
         "seed": Bound(0, 2**32 - 1),  # numpy's legacy seeding and every RNG the methods use
         "byzantine_nodes": Bound(0),
+        "num_cpus": Bound(0, open_low=True),  # Flower divides the host's CPUs by it
+        "num_gpus": Bound(0),
     }
+
+    def validate(self) -> None:
+        check_device_form(self.device)
+        if self.num_gpus > 1 and not self.num_gpus.is_integer():
+            raise ConfigError(f"num-gpus above 1 must be a whole number of GPUs (Ray's rule), "
+                              f"got {self.num_gpus}")
+        if self.evaluation not in EVALUATIONS:
+            raise ConfigError(f"evaluation must be one of {', '.join(EVALUATIONS)} "
+                              f"(got {self.evaluation!r})")
+        if self.tracking not in TRACKERS:
+            raise ConfigError(f"tracking must be one of {', '.join(TRACKERS)} (got {self.tracking!r})")
 
     @property
     def sampled_per_round(self) -> int:
@@ -125,15 +171,28 @@ class DataConfig:
     """Which data the clients hold and how it is split among them."""
 
     dataset: str = "mnist5k"
-    """mnist5k | digits | cifar10 | cifar100 | image-folder."""
+    """mnist5k | digits | cifar10 | cifar100 | image-folder | npz."""
     root: str = ""
-    """Local directory for data sets that are not bundled (cifar*, image-folder)."""
+    """Where data that are not bundled live: a directory (cifar*, image-folder) or a file
+    (npz: path/to/file.npz)."""
     partitioner: str = "dirichlet"
     """iid | dirichlet | pathological."""
     dirichlet_alpha: float = 0.5
     """Concentration α of the Dirichlet label split (smaller = more skew)."""
     classes_per_client: int = 2
     """k of the pathological split."""
+    image_size: tuple[int, ...] = ()
+    """Image folders (the run's and nodes' own): H,W or one int (square) every image is
+    resized to; empty = the size of the folder's first training image."""
+    channels: int = 0
+    """Image folders: 1 (grayscale) or 3 (RGB); 0 = that of the folder's first training image."""
+    class_names: tuple[str, ...] = ()
+    """Image folders: the federation's class names in label order, so that a node whose
+    folder lacks some classes labels the others as every node does; empty = the sorted class
+    directories (a node's own folder: those of the run's named set, "0".."9", when it is
+    mnist5k, digits or cifar*)."""
+
+    BOUNDS = {"image_size": Bound(1, 4096)}
 
     def validate(self) -> None:
         from methods.common.datasets import _LOADERS  # the registry of data set names
@@ -146,8 +205,21 @@ class DataConfig:
             problems.append(f"data.partitioner must be one of {', '.join(SCHEMES)} (got {self.partitioner!r})")
         if self.dirichlet_alpha <= 0 or self.classes_per_client < 1:
             problems.append("data.dirichlet-alpha must be > 0 and data.classes-per-client >= 1")
+        if len(self.image_size) > 2:
+            problems.append(f"data.image-size must be H,W or one int (got {list(self.image_size)})")
+        if self.channels not in (0, 1, 3):
+            problems.append(f"data.channels must be 1, 3 or 0 (= the first image's) (got {self.channels})")
+        names = self.class_names
+        if len(set(names)) != len(names) or any(
+                not n or n.startswith(".") or "/" in n or "\\" in n for n in names):
+            problems.append(f"data.class-names must be unique plain directory names (got {list(names)})")
         if problems:
             raise ConfigError("; ".join(problems))
+
+    def folder_format(self) -> dict[str, Any]:
+        """The image-folder keywords of load_dataset (methods/common/datasets.py)."""
+        return {"channels": self.channels, "image_size": self.image_size,
+                "class_names": self.class_names}
 
 
 def kebab(name: str) -> str:

@@ -9,9 +9,10 @@ sits above the registry, which imports every method, which imports methods/base.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, Mapping
 
-from methods.base import CROSS_CUTTING, RunSpec
+from methods.base import CROSS_CUTTING, Method, RunSpec
 from methods.config import (
     AGGREGATIONS,
     ConfigError,
@@ -20,7 +21,7 @@ from methods.config import (
     build_dataclass,
     config_keys,
 )
-from methods.registry import get_method
+from methods.registry import get_method, is_builtin
 
 
 def _split_sections(flat: Mapping[str, Any], method: str) -> tuple[dict, dict, dict, dict]:
@@ -45,16 +46,36 @@ def _split_sections(flat: Mapping[str, Any], method: str) -> tuple[dict, dict, d
 
 
 def parse_run_spec(flat: Mapping[str, Any]) -> RunSpec:
-    """Build a RunSpec from flat dotted kebab-case keys (scenario + overrides)."""
+    """Build a RunSpec from flat dotted kebab-case keys (scenario + overrides).
+
+    `method` may name a user's class (`mymethod:TinyCNN`): it stays so in the spec, and so
+    in every RoundHeader, while the method's keys live under its `name` (`tinycnn.lr`)."""
     method_name = str(flat.get("method", FederationConfig.method))
     method = get_method(method_name)
-    fed_values, data_values, method_values, cross = _split_sections(flat, method_name)
+    section = method.name
+    fed_values, data_values, method_values, cross = _split_sections(flat, section)
     federation = build_dataclass(FederationConfig, fed_values)
     validate_federation(federation)
     data = build_dataclass(DataConfig, data_values, "data.")
-    method_cfg = build_dataclass(method.config_cls, method_values, method_name + ".")
+    method_cfg = _method_config(method, method_name, method_values)
     sections = {s: build_dataclass(cls, cross[s], s + ".") for s, cls in CROSS_CUTTING.items()}
-    return RunSpec(federation, data, method_cfg, **sections)
+    return RunSpec(federation, data, method_cfg, **sections,
+                   method_section="" if section == method_name else section)
+
+
+def _method_config(method: Method, method_name: str, values: Mapping[str, Any]) -> Any:
+    try:
+        return build_dataclass(method.config_cls, values, method.name + ".")
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        if is_builtin(method_name):
+            raise  # fedvault's own validate() raises ConfigError: anything else is a bug
+        # A user's validate() has no ConfigError to raise (it is not public API): a
+        # ValueError there is the user's way to refuse a value.
+        where = sys.modules[type(method).__module__].__file__
+        what = str(exc) if method.name in str(exc) else f"{method.name}: {exc}"
+        raise ConfigError(f"{what} ({where})") from None
 
 
 def run_spec_from_json(text: str) -> RunSpec:
@@ -68,7 +89,7 @@ def valid_keys(method_name: str) -> list[str]:
     return (
         config_keys(FederationConfig)
         + config_keys(DataConfig, "data.")
-        + config_keys(method.config_cls, method_name + ".")
+        + config_keys(method.config_cls, method.name + ".")
         + [key for s, cls in CROSS_CUTTING.items() for key in config_keys(cls, s + ".")]
     )
 

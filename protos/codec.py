@@ -40,6 +40,7 @@ DEFAULT_MAX_BYTES = 1_000_000
 """Larger inputs are refused before parsing (pass ``max_bytes`` for big audits)."""
 
 DEPOSIT_LEVELS = ("class", "sample")
+MAX_DATA_SIDE = 1 << 20  # NodeInfo.data_shape: far above any image side or feature count
 M = TypeVar("M", bound=Message)
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -172,6 +173,12 @@ def _node_info(msg: pb.NodeInfo) -> None:
             "partition_id",
             f"must be -1 (unknown) or in [0, {msg.num_partitions}), got {msg.partition_id}",
         )
+    # (C, H, W) or nothing; each side at most MAX_DATA_SIDE, so a declared shape can be
+    # compared and printed, never used to size an allocation
+    if msg.data_shape and (len(msg.data_shape) != 3
+                           or not all(1 <= side <= MAX_DATA_SIDE for side in msg.data_shape)):
+        _fail(msg, "data_shape", f"must be empty or (C, H, W) with sides in [1, {MAX_DATA_SIDE}], "
+                                 f"got {list(msg.data_shape)}")
 
 
 def _similarity_report(msg: pb.SimilarityReport) -> None:

@@ -9,7 +9,7 @@ layer, which methods/ may read too.
 
     phase             request                              reply
     train             ARRAYS, CONFIG                       ARRAYS, METRICS (NUM_EXAMPLES,
-                                                           TRAIN_LOSS)
+                                                           TRAIN_LOSS), CONFIG[DEVICE]
     private-train     as train, PRIVACY[LEDGER_HISTORY]    as train, PRIVACY[LEDGER_ENTRY,
                                                            *LEDGER_EXTRA]
     audit             ARRAYS, CONFIG, PRIVACY              CONFIG[AUDIT_SCORES], METRICS
@@ -18,14 +18,19 @@ layer, which methods/ may read too.
                       STUDENT_CAM)
     distill           ARRAYS, CONFIG                       ARRAYS, METRICS
     deposit           T_0 ARRAYS, DEPOSIT_REQUEST          T's "shallow.*", MODULE_SHA256,
-                                                           DEPOSIT_CLASSES, METRICS
+                                                           OWNER_PUBLIC_KEY, DEPOSIT_CLASSES,
+                                                           METRICS (MODULE_BYTES_*, SAMPLE_STEPS)
     deposit-commit    RECEIPT                              COMMITTED
-    withdraw-request  DEPOSIT_ID                           WITHDRAW_REQUEST
-    withdraw          RECEIPT                              T_r as "deposit.*", MODULE_SHA256
+    withdraw-request  DEPOSIT_ID, LIRF_RUN_ID,             WITHDRAW_REQUEST, WITHDRAW_SIGNATURE
+                      WITHDRAW_CHALLENGE
+    withdraw          RECEIPT                              T_r as "deposit.*" packed sparse
+                                                           (methods/lirf/sparse.py), MODULE_SHA256
     withdraw-commit   RECEIPT                              RELEASED
     lirf-audit        model ARRAYS, DEPOSIT_REQUEST,       DEPOSIT_CLASSES; METRICS MIA_AUC,
                       NONMEMBER_LOSSES, NONMEMBER_LABELS   ROC_FPR, ROC_TPR, DEPOSIT_ACCURACY,
                                                            NUM_EXAMPLES
+    evaluate          ARRAYS, CONFIG                       METRICS (NUM_EXAMPLES, ACCURACY,
+                                                           LOSS) of the node's held-out split
 
 Every request's CONFIG record carries the typed RoundHeader under HEADER; a node that
 refuses replies with ERROR[ERROR_PAYLOAD] (an ErrorReply) instead. The membership
@@ -56,13 +61,14 @@ class Phase:
     WITHDRAW = "withdraw"  # LIRF
     WITHDRAW_COMMIT = "withdraw-commit"  # LIRF
     LIRF_AUDIT = "lirf-audit"  # LIRF
+    EVALUATE = "evaluate"  # federated evaluation (Flower message type "evaluate")
 
 
 PHASES: tuple[str, ...] = (
     Phase.TRAIN, Phase.PRIVATE_TRAIN, Phase.AUDIT,
     Phase.TEACHER, Phase.SELECT, Phase.DISTILL,
     Phase.DEPOSIT, Phase.DEPOSIT_COMMIT, Phase.WITHDRAW_REQUEST, Phase.WITHDRAW,
-    Phase.WITHDRAW_COMMIT, Phase.LIRF_AUDIT,
+    Phase.WITHDRAW_COMMIT, Phase.LIRF_AUDIT, Phase.EVALUATE,
 )
 INFO = "info"  # the header phase of the membership handshake (not dispatched by PHASES)
 
@@ -82,11 +88,14 @@ LEDGER_HISTORY = "history"  # list of LedgerEntry: the node's own ledger lines s
 LEDGER_ENTRY = "ledger"  # LedgerEntry: this round's spend
 AUDIT_SCORES = "scores"  # list of AuditScores ("loss" and "confidence")
 SIMILARITY = "similarity"  # SimilarityReport, FedSA select replies
+DEVICE = "device"  # str, train replies: where the node trained ("cpu", "cuda:0 (<card>)")
 
 # --- keys inside METRICS ---------------------------------------------------------------
 NUM_EXAMPLES = "num-examples"  # FedAvg's weight; bounded by the node's declared count
 TRAIN_LOSS = "train-loss"  # mean local loss (not in DP replies)
 TEACHER_VAL_ACCURACY = "teacher-val-accuracy"  # FedSA teacher replies; -1: not measured
+ACCURACY = "accuracy"  # evaluate replies: the global model on the node's held-out split
+LOSS = "loss"  # evaluate replies: its mean cross-entropy there
 NOISE_PROBE_SUM_SQ = "noise-probe-sum-sq"  # audit replies of DP nodes (clients/noise_probe.py)
 NOISE_PROBE_DOF = "noise-probe-dof"
 
@@ -128,6 +137,13 @@ ROC_FPR = "mia-roc-fpr"  # MetricRecord list[float], non-decreasing, in [0, 1]
 ROC_TPR = "mia-roc-tpr"  # MetricRecord list[float], aligned with ROC_FPR
 DEPOSIT_ACCURACY = "deposit-accuracy"  # MetricRecord float in [0, 1]
 MAX_ROC_POINTS = 64  # far fewer than |D_r|: the curve cannot list the members one by one
+OWNER_PUBLIC_KEY = "owner-public-key"  # deposit reply: bytes, the owner's Ed25519 key (raw 32)
+LIRF_RUN_ID = "lirf-run-id"  # withdraw-request: str, the run the signature is bound to
+WITHDRAW_CHALLENGE = "withdraw-challenge"  # withdraw-request: bytes, a fresh server nonce
+WITHDRAW_SIGNATURE = "withdraw-signature"  # reply: bytes, Ed25519 (methods/lirf/possession.py)
+MODULE_BYTES_DENSE = "module-bytes-dense"  # deposit reply MetricRecord int: T_r as dense arrays
+MODULE_BYTES_SPARSE = "module-bytes-sparse"  # ... as stored and sent (nonzeros + positions)
+SAMPLE_STEPS = "sample-steps"  # deposit reply MetricRecord int: examples the training processed
 
 
 # --- node keys -------------------------------------------------------------------------

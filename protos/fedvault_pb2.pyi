@@ -35,7 +35,7 @@ class ErrorReply(_message.Message):
     def __init__(self, version: _Optional[int] = ..., code: _Optional[int] = ..., reason: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("version", "partition_id", "num_partitions", "num_examples", "data_source", "hosts_teacher", "teacher_task")
+    __slots__ = ("version", "partition_id", "num_partitions", "num_examples", "data_source", "hosts_teacher", "teacher_task", "data_shape", "num_classes", "num_held_out")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PARTITION_ID_FIELD_NUMBER: _ClassVar[int]
     NUM_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,9 @@ class NodeInfo(_message.Message):
     DATA_SOURCE_FIELD_NUMBER: _ClassVar[int]
     HOSTS_TEACHER_FIELD_NUMBER: _ClassVar[int]
     TEACHER_TASK_FIELD_NUMBER: _ClassVar[int]
+    DATA_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    NUM_HELD_OUT_FIELD_NUMBER: _ClassVar[int]
     version: int
     partition_id: int
     num_partitions: int
@@ -50,7 +53,10 @@ class NodeInfo(_message.Message):
     data_source: str
     hosts_teacher: bool
     teacher_task: str
-    def __init__(self, version: _Optional[int] = ..., partition_id: _Optional[int] = ..., num_partitions: _Optional[int] = ..., num_examples: _Optional[int] = ..., data_source: _Optional[str] = ..., hosts_teacher: _Optional[bool] = ..., teacher_task: _Optional[str] = ...) -> None: ...
+    data_shape: _containers.RepeatedScalarFieldContainer[int]
+    num_classes: int
+    num_held_out: int
+    def __init__(self, version: _Optional[int] = ..., partition_id: _Optional[int] = ..., num_partitions: _Optional[int] = ..., num_examples: _Optional[int] = ..., data_source: _Optional[str] = ..., hosts_teacher: _Optional[bool] = ..., teacher_task: _Optional[str] = ..., data_shape: _Optional[_Iterable[int]] = ..., num_classes: _Optional[int] = ..., num_held_out: _Optional[int] = ...) -> None: ...
 
 class SimilarityReport(_message.Message):
     __slots__ = ("version", "round", "similarity", "num_probe", "teacher_task")

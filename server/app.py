@@ -17,7 +17,12 @@ from flwr.serverapp import Grid, ServerApp
 from server.deployment import deployment_facts
 from server.run_dir import default_run_dir
 from server.runner import Job, run_job
-from server.scenario import parse_overrides, resolve, split_override_string
+from server.scenario import (
+    add_scenario_method_path,
+    parse_overrides,
+    resolve,
+    split_override_string,
+)
 
 
 def job_from_run_config(run_config: dict, grid: object = None) -> Job:
@@ -26,6 +31,7 @@ def job_from_run_config(run_config: dict, grid: object = None) -> Job:
     # what `fedvault deploy` declared, checked against what this process can observe
     declared = json.loads(str(run_config.get("deployment", "") or "{}"))
     deployment = deployment_facts(grid, declared if isinstance(declared, dict) else {})
+    add_scenario_method_path(scenario)  # resolve() does it too; a resume needs it as well
     if resume:
         return Job(spec=None, run_dir=resume, resume=True, deployment=deployment)
     overrides = parse_overrides(split_override_string(str(run_config.get("overrides", ""))))

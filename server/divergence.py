@@ -85,6 +85,6 @@ class DivergenceWatch:
             return None
         seen["round"] = rnd
         lr = getattr(self.spec.method, "lr", None)
-        example = f"{self.spec.method_name}.lr={lr:g}" if isinstance(lr, float) else "the method's lr"
+        example = f"{self.spec.section}.lr={lr:g}" if isinstance(lr, float) else "the method's lr"
         return (f"round {rnd}: training diverged: {why}; likely cause: learning rate too high "
                 f"for this configuration (e.g. {example})")

@@ -21,9 +21,10 @@ from flwr.serverapp import Grid
 from flwr.superlink.grid import HttpGrid
 
 from methods.base import RunSpec
+from methods.common.device import reported_label
 from protos import fedvault_pb2 as pb
 from protos.codec import PayloadError, decode, encode
-from protos.contract import CONFIG, HEADER, INFO, NODE_INFO, node_key, partition_key
+from protos.contract import CONFIG, DEVICE, HEADER, INFO, NODE_INFO, node_key, partition_key
 from protos.records import read_error, round_header
 from server.run_dir import RunDirectory
 
@@ -58,6 +59,21 @@ class NodeRecord:
     teacher_task: str = ""
     num_examples: int = 0
     """The training examples the node declared in its NodeInfo; 0 = not declared."""
+    data_shape: tuple[int, ...] = ()
+    """One training example's (C, H, W) as the node declared it; () = not declared."""
+    num_classes: int = 0
+    """The classes the node's labels need (its largest label + 1, or its class list); 0 = not declared."""
+    num_held_out: int = 0
+    """The examples the node holds out for federated evaluation; 0 = none or not declared."""
+
+    @property
+    def own_data(self) -> bool:
+        """A node reading its own data (`--data-dir`), not a partition of the run's data set."""
+        return self.partition_id < 0
+
+    def data_text(self) -> str:
+        """"1×8×8 data with 10 classes": what the node declared it holds."""
+        return f"{'×'.join(map(str, self.data_shape))} data with {self.num_classes} classes"
 
     @property
     def label(self) -> str:
@@ -108,6 +124,7 @@ class Federation:
         self.lazy = spec.federation.num_clients > FULL_DISCOVERY_MAX_NODES
         self.bytes_received = 0
         self.bytes_sent = 0
+        self.devices: dict[str, str] = {}  # node key -> the device its last train reply named
 
     # --- membership -------------------------------------------------------------
     def discover(self) -> None:
@@ -216,6 +233,8 @@ class Federation:
         return NodeRecord(
             node_id, info.partition_id, info.num_partitions, info.data_source,
             info.hosts_teacher, info.teacher_task, int(info.num_examples),
+            tuple(int(side) for side in info.data_shape), int(info.num_classes),
+            int(info.num_held_out),
         )
 
     def example_bound(self, node_id: int, spec: RunSpec) -> int:
@@ -317,6 +336,10 @@ class Federation:
                     f"within {timeout:.0f} s; dropped from the federation"
                 )
         valid = [r for r in replies if self._accept(r, rnd, phase, check, on_reject)]
+        for reply in valid:  # untrusted text: kept only when it reads as a device label
+            label = reported_label(reply.content.config_records.get(CONFIG, {}).get(DEVICE))
+            if label is not None:
+                self.devices[self.node_key(reply.metadata.src_node_id)] = label
         return sorted(valid, key=lambda r: self._order(r.metadata.src_node_id))
 
     def _send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:

@@ -11,13 +11,21 @@ not shipped):
               SimilarityReport; the server draws teachers (SelectionDecision)
               distill: the drawn nodes return student weights; FedSAAverage
               averages them with weight m/k per teacher drawn m times
-    end       task adaptation (fresh head, probe fine-tuning), last epoch tested
+    r % R_sel task adaptation (fresh head, probe fine-tuning) of a copy, measured on the
+              server's validation canvases (carved from training digits)
+    end       the same adaptation, last epoch measured on validation AND on the test
+              canvases: the test split is read for final figures only
 
 Every reply from a teacher node is metered (serialized bytes) and checked
-against what its phase may carry; anything else — an extra record, an array
-that is not the student's — is logged and makes `teacher_weights_sent` true.
+against what its phase may carry (server/fedsa_replies.py); anything else — an
+extra record, an array that is not the student's — is logged and makes
+`teacher_weights_sent` true.
 A node whose similarity is NaN or missing, or whose update has the wrong
 shape, is dropped for that round and logged.
+
+The server's own steps (the student's probe fit, its Grad-CAM maps, task adaptation and
+evaluation) compute on the server's device (the run's `device`, methods/common/device.py);
+the arrays it keeps, sends and checkpoints are CPU numpy arrays as before.
 """
 
 from __future__ import annotations
@@ -28,34 +36,28 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
-from flwr.common.serde import recorddict_to_proto
+from flwr.app import Message, MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords, aggregate_metricrecords
 
 from methods.base import Method, RunSpec
+from methods.common.device import resolve_device
 from methods.config import ConfigError
 from methods.fedsa.canvas import is_relevant, teacher_task_for
 from methods.fedsa.saliency import grad_cam
 from methods.fedsa.selection import draw_weights, precision_at_k, select_teachers
-from methods.fedsa.student import adapt_and_test, prefit_student
+from methods.fedsa.student import adapt_and_evaluate, prefit_student
 from protos import fedvault_pb2 as pb
 from protos.codec import PayloadError, decode, encode
-from protos.contract import (ARRAYS, CONFIG, ERROR, INFO, METRICS, PROBE, PROBE_IMAGES, SIMILARITY,
+from protos.contract import (ARRAYS, CONFIG, INFO, METRICS, PROBE, PROBE_IMAGES, SIMILARITY,
                             STUDENT_CAM, TEACHER_VAL_ACCURACY, TRAIN_LOSS, Phase, partition_key,
                             partition_of)
 from protos.records import from_array_record, header_config, to_array_record
 from server.federation import Federation, FederationError, SampledGrid
 from server.rounds import MAX_UPDATE_FACTOR, save_state
 from server.run_dir import RunDirectory
+from server.fedsa_replies import REPLY_SCHEMA, ReplyMeter, foreign_content, reply_bytes
 from server.validation import check_update
-
-# What a teacher node's reply may hold in each phase: {record key: record type}.
-REPLY_SCHEMA = {
-    Phase.TEACHER: {METRICS: MetricRecord},
-    Phase.SELECT: {CONFIG: ConfigRecord},
-    Phase.DISTILL: {ARRAYS: ArrayRecord, METRICS: MetricRecord},
-}
 
 
 class FedSAAverage(FedAvg):
@@ -87,50 +89,6 @@ class FedSAAverage(FedAvg):
         return to_array_record(arrays), aggregate_metricrecords(contents, "draws")
 
 
-def reply_bytes(reply: Message) -> int:
-    """Serialized size of what a node sent (its RecordDict, or a Flower error's reason)."""
-    if reply.has_error():
-        return len(reply.error.reason.encode())
-    return recorddict_to_proto(reply.content).ByteSize()
-
-
-def foreign_content(reply: Message, phase: str, template: dict[str, np.ndarray]) -> list[str]:
-    """What a teacher node's reply holds beyond its phase's schema (empty = nothing)."""
-    if reply.has_error():
-        return []
-    allowed = {ERROR: ConfigRecord} if ERROR in reply.content else REPLY_SCHEMA[phase]
-    found = []
-    for key, record in reply.content.items():
-        if not isinstance(record, allowed.get(key, ())):
-            found.append(f"record {key!r} ({type(record).__name__})")
-        elif isinstance(record, ArrayRecord):
-            found += [f"array {name!r} {tuple(a.shape)}" for name, a in record.items()
-                      if name not in template or tuple(a.shape) != template[name].shape]
-        elif isinstance(record, MetricRecord):  # scalars only: a list could carry a tensor
-            found += [f"list-valued metric {name!r}" for name, value in record.items()
-                      if isinstance(value, list)]
-        elif key == CONFIG and set(record) != {SIMILARITY}:
-            found.append(f"config keys {sorted(set(record) - {SIMILARITY})}")
-    return found
-
-
-class ReplyMeter:
-    """A Grid proxy that meters and inspects every reply before the Federation sees it."""
-
-    def __init__(self, grid, inspect: Callable[[Message], None]) -> None:
-        self.grid = grid
-        self.inspect = inspect
-
-    def get_node_ids(self):
-        return self.grid.get_node_ids()
-
-    def send_and_receive(self, messages, *, timeout=None):
-        replies = list(self.grid.send_and_receive(messages, timeout=timeout))
-        for reply in replies:
-            self.inspect(reply)
-        return replies
-
-
 def _check_teacher_reply(reply: Message) -> str | None:
     metrics = reply.content.get(METRICS)
     if not isinstance(metrics, MetricRecord) or TEACHER_VAL_ACCURACY not in metrics:
@@ -156,7 +114,10 @@ class FedSAWorkflow:
         self.fed, self.method, self.spec, self.run = fed, method, spec, run
         self.state, self.progress = state, progress
         self.cfg = spec.method
+        # the server's device, as server/runner.py resolved it (and limited CPU threads for)
+        self.device = resolve_device(spec.federation.device, cpu_only=method.cpu_only)
         self.probe = method.probe_dataset(spec)
+        self.val = method.val_dataset(spec)  # every choice reads this, never the test set
         self.test = method.test_dataset(spec)
         self.strategy = FedSAAverage()
         self.teachers: dict[str, int] = {}  # key → node id, the nodes hosting a ready teacher
@@ -217,11 +178,16 @@ class FedSAWorkflow:
     def prefit(self) -> None:
         """The student's probe fit, and the probe-only baseline from it (same seed, same head)."""
         started = time.perf_counter()
-        arrays = prefit_student(self.method, self.spec, self.state["arrays"], self.probe)
-        scratch = adapt_and_test(self.method, self.spec, arrays, self.probe, self.test)
+        arrays = prefit_student(self.method, self.spec, self.state["arrays"], self.probe,
+                                device=self.device)
+        # The probe-only baseline is final as soon as it is fitted: nothing is chosen on it.
+        scratch = adapt_and_evaluate(self.method, self.spec, arrays, self.probe, val=self.val,
+                                     test=self.test, device=self.device)
         self.state["arrays"] = arrays
         self.state["accuracy_scratch"] = scratch["accuracy"]
+        self.state["val_accuracy_scratch"] = scratch.get("val_accuracy")
         self._record({"round": 0, "phase": "prefit", "accuracy_scratch": scratch["accuracy"],
+                      "val_accuracy_scratch": scratch.get("val_accuracy"),
                       "seconds": time.perf_counter() - started})
 
     # --- selection -------------------------------------------------------------------------
@@ -255,10 +221,10 @@ class FedSAWorkflow:
                       "sampled": len(messages), "seconds": time.perf_counter() - started})
 
     def _select_messages(self, rnd: int) -> list[Message]:
-        student = self.method.build_model(self.spec)
+        student = self.method.build_model(self.spec).to(self.device)
         self.method.load_shared_state(student, self.state["arrays"])
-        images = torch.from_numpy(np.ascontiguousarray(self.probe.x))
-        maps = grad_cam(student, images).numpy()  # S_s: N×(H·W)
+        images = torch.from_numpy(np.ascontiguousarray(self.probe.x)).to(self.device)
+        maps = grad_cam(student, images, self.cfg.student_layer).cpu().numpy()  # S_s: N×(H·W)
         probe = to_array_record({PROBE_IMAGES: self.probe.x, STUDENT_CAM: maps})
         content = RecordDict({CONFIG: header_config(self.spec, rnd, Phase.SELECT), PROBE: probe})
         alive = {n.node_id for n in self.fed.alive()}
@@ -330,13 +296,20 @@ class FedSAWorkflow:
                       "replies": len(replies), "sampled": len(draws),
                       "seconds": time.perf_counter() - started})
 
-    def adapt(self, rnd: int) -> None:
+    def adapt(self, rnd: int, final: bool) -> None:
+        """Adapt a copy of the student; validation figures always, test figures when final."""
+        if not final and self.val is None:
+            return  # nothing may be measured before the end
         started = time.perf_counter()
-        figures = adapt_and_test(self.method, self.spec, self.state["arrays"], self.probe,
-                                 self.test)
-        self.state["accuracy"] = figures["accuracy"]
-        self._record({"round": rnd, "phase": "adapt", "accuracy": figures["accuracy"],
-                      "loss": figures["loss"], "seconds": time.perf_counter() - started})
+        figures = adapt_and_evaluate(self.method, self.spec, self.state["arrays"], self.probe,
+                                     val=self.val, test=self.test if final else None,
+                                     device=self.device)
+        record = {"round": rnd, "phase": "adapt", "val_accuracy": figures.get("val_accuracy")}
+        self.state["val_accuracy"] = figures.get("val_accuracy")
+        if final:
+            self.state["accuracy"] = figures["accuracy"]
+            record.update(accuracy=figures["accuracy"], loss=figures["loss"])
+        self._record({**record, "seconds": time.perf_counter() - started})
 
     # --- the run ---------------------------------------------------------------------------
     def __call__(self) -> dict[str, Any]:
@@ -349,9 +322,9 @@ class FedSAWorkflow:
                 self.select(rnd)
             self.distill(rnd)
             if rnd % every == 0 or rnd == rounds:
-                self.adapt(rnd)
+                self.adapt(rnd, final=rnd == rounds)
         if "accuracy" not in self.state:  # zero rounds: the student is the pre-fit one
-            self.adapt(self.state["round"])
+            self.adapt(self.state["round"], final=True)
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
@@ -361,6 +334,8 @@ class FedSAWorkflow:
         return {
             "accuracy": s["accuracy"],
             "accuracy_scratch": s["accuracy_scratch"],
+            "val_accuracy": s.get("val_accuracy"),
+            "val_accuracy_scratch": s.get("val_accuracy_scratch"),
             "selection": self.cfg.selection,
             "k": self.cfg.k,
             "selection_precision": s.get("selection_precision"),
@@ -391,5 +366,5 @@ def run_fedsa(fed: Federation, method: Method, spec: RunSpec, run: RunDirectory,
         # refuse rather than silently ignore a robust rule.
         raise ConfigError(f"aggregation={spec.federation.aggregation!r} is not supported by fedsa "
                           "(it averages its student by draw weights); use aggregation=fedavg")
-    torch.set_num_threads(1)
+    # torch's CPU threads: server/runner.py limits them to 1 when the server's device is the CPU
     return FedSAWorkflow(fed, method, spec, run, state, progress)()

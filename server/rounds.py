@@ -16,10 +16,12 @@ import torch
 from flwr.app import Message
 
 from methods.base import Method, RunSpec
+from methods.common.device import resolve_device
 from protos.contract import METRICS, NUM_EXAMPLES, TRAIN_LOSS, Phase
 from protos.records import from_array_record, header_config, to_array_record
 from server.federation import Federation, FederationError, SampledGrid
 from server.divergence import DivergenceWatch
+from server.evaluation import FederatedEvaluator, choose_evaluation
 from server.privacy_hooks import privacy_hooks
 from server.round_hooks import RoundHooks
 from server.run_dir import RunDirectory
@@ -43,11 +45,16 @@ def round_hooks(fed: Federation, method: Method, spec: RunSpec, run: RunDirector
 
 
 class GlobalEvaluator:
-    """Evaluates global weights on the server's test split (built once)."""
+    """Evaluates global weights on the server's test split (built once): evaluation=server.
+
+    Under evaluation=federated the nodes score it instead (server/evaluation.py); the test
+    split still gives the model's input shape and class count."""
 
     def __init__(self, method: Method, spec: RunSpec) -> None:
         self.method = method
-        self.model = method.build_model(spec)
+        # on the server's device (server/runner.py); Method.evaluate follows the model's
+        device = resolve_device(spec.federation.device, cpu_only=method.cpu_only)
+        self.model = method.build_model(spec).to(device)
         self.test = method.test_dataset(spec)
 
     def __call__(self, arrays: dict[str, np.ndarray]) -> dict[str, float]:
@@ -70,10 +77,13 @@ def run_rounds(
     hooks = round_hooks(fed, method, spec, run, state)
     strategy = hooks.wrap_strategy(strategy or method_strategy(method, spec))
     evaluate = GlobalEvaluator(method, spec)
+    # before round 1: refuses nodes whose data the model cannot take (server/evaluation.py)
+    federated = (FederatedEvaluator(fed, spec) if choose_evaluation(
+        fed, method, spec, evaluate.test, run) == "federated" else None)
     watch = DivergenceWatch(state, spec, evaluate.test.num_classes)
     arrays: dict[str, np.ndarray] = state["arrays"]
     max_bytes = int(MAX_UPDATE_FACTOR * sum(a.nbytes for a in arrays.values())) + 4096
-    figures: dict[str, float] = {}
+    figures: dict[str, Any] = {}
     ran_rounds = updated_rounds = 0
 
     def check(reply: Message) -> str | None:
@@ -105,7 +115,7 @@ def run_rounds(
             updated_rounds += 1
         else:
             run.log_event(f"round {rnd}: no valid update; the global model is unchanged")
-        figures = evaluate(arrays)
+        figures = federated(rnd, arrays, sampled) if federated else evaluate(arrays)
         record = {
             "round": rnd,
             "phase": Phase.TRAIN,
@@ -127,9 +137,11 @@ def run_rounds(
         save_state(run, state)
     if ran_rounds and not updated_rounds:
         raise FederationError("no node produced a valid update in any round (see events.log)")
-    figures = figures or evaluate(arrays)  # no round left to run (resumed after the last one)
+    if not figures and not federated:  # no round left to run (resumed after the last one)
+        figures = evaluate(arrays)
     return {"accuracy": figures.get("accuracy"), "loss": figures.get("loss"),
-            "diverged": watch.diverged, **hooks.finish(arrays)}
+            "diverged": watch.diverged, **({"evaluation": "federated"} if federated else {}),
+            **hooks.finish(arrays)}
 
 
 def save_state(run: RunDirectory, state: dict[str, Any]) -> None:

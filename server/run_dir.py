@@ -19,7 +19,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 import numpy as np
 
@@ -35,10 +35,19 @@ class RunDirError(ValueError):
     """The run directory cannot be used (exists, missing, or corrupt checkpoint)."""
 
 
+class MetricsSink(Protocol):
+    """Where each metrics record goes after metrics.jsonl: the console, a tracker."""
+
+    def write(self, record: Mapping[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class RunDirectory:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._config_id: dict[str, str] | None = None  # read once: see config_id
+        self.sinks: list[MetricsSink] = []  # the metrics stream's readers besides metrics.jsonl
 
     # --- creation -------------------------------------------------------------
     @classmethod
@@ -120,8 +129,25 @@ class RunDirectory:
 
     # --- append-only records ---------------------------------------------------
     def log_metrics(self, record: Mapping[str, Any]) -> None:
+        """The one metrics stream: metrics.jsonl first (the record of truth), then each sink.
+        A sink that fails is dropped with one line in events.log: a tracker or a console
+        cannot cost a run."""
         with open(self.path / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps(dict(record), sort_keys=True) + "\n")
+        for sink in list(self.sinks):
+            try:
+                sink.write(record)
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                self.sinks.remove(sink)
+                self.log_event(f"metrics sink {type(sink).__name__} dropped: {type(exc).__name__}: {exc}")
+
+    def close_sinks(self) -> None:
+        sinks, self.sinks = self.sinks, []
+        for sink in sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001 - the run's files are already written
+                self.log_event(f"metrics sink {type(sink).__name__} did not close: {type(exc).__name__}: {exc}")
 
     def log_event(self, text: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")

@@ -3,6 +3,11 @@
 A scenario file is nested TOML (`[data]`, `[fedavg]` sections); it is
 flattened to dotted kebab-case keys, overrides replace keys, and the result is
 parsed into a RunSpec (methods/config.py), which rejects unknown keys.
+
+A user's scenario file is read the way its author sees it, from its own directory:
+`method = "mymethod:TinyCNN"` imports mymethod.py from beside the file, and a relative
+`data.root` is relative to the file, whatever the working directory (a `--set data.root`
+stays relative to it, as every command-line path does).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any, Iterable, Mapping
 from methods.base import RunSpec
 from methods.resolve import parse_run_spec, valid_keys
 from methods.config import ConfigError
+from methods.user_method import add_method_path
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"  # the built-in scenarios
 DEFAULT_SCENARIO = "fedavg"
@@ -65,11 +71,25 @@ def load_scenario(name: str) -> dict[str, Any]:
     path = scenario_path(name)
     try:
         with open(path, "rb") as fh:
-            return flatten(tomllib.load(fh))
+            flat = flatten(tomllib.load(fh))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"scenario {name!r} is not valid TOML: {exc}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"scenario {name!r} cannot be read: {exc}") from exc
+    root = flat.get("data.root")
+    if isinstance(root, str) and root and not root.startswith("~") and not Path(root).is_absolute():
+        # absolute, so that every process reads the same folder (deploy's ServerApp and
+        # nodes run in other working directories)
+        flat["data.root"] = str(path.resolve().parent / root)
+    return flat
+
+
+def add_scenario_method_path(name: str) -> None:
+    """A scenario file's directory is searched first for a user's `module:Class`, in this
+    process and in the simulation's workers (methods/user_method.py); a built-in
+    scenario adds nothing."""
+    if name.endswith(".toml") and Path(name).is_file():
+        add_method_path(Path(name).resolve().parent)
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, str]:
@@ -85,6 +105,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, str]:
 
 def resolve(name: str, overrides: Mapping[str, Any] | None = None) -> RunSpec:
     flat = load_scenario(name)
+    add_scenario_method_path(name)
     overrides = dict(overrides or {})
     method = str(overrides.get("method", flat.get("method", "fedavg")))
     known = set(valid_keys(method))

@@ -14,11 +14,15 @@ from flwr.serverapp import strategy as flwr_strategy
 from methods.base import Method, RunSpec
 from methods.config import FederationConfig
 
-STRATEGY_SAMPLING: dict[str, Any] = {"fraction_train": 1.0, "fraction_evaluate": 0.0,
-                                      "min_train_nodes": 1, "min_evaluate_nodes": 0,
+STRATEGY_SAMPLING: dict[str, Any] = {"fraction_train": 1.0, "fraction_evaluate": 1.0,
+                                      "min_train_nodes": 1, "min_evaluate_nodes": 1,
                                       "min_available_nodes": 1}
 """Settings of every Flower strategy: the server's seeded sampler (server/federation.py)
-picks the nodes, so the strategy samples all it is given and its own minimums are 1."""
+picks the nodes, so the strategy samples all it is given and its own minimums are 1.
+Evaluation never goes through the strategy (server/evaluation.py sends the evaluate
+messages of `evaluation=federated` itself, to the round's sampled nodes); fraction_evaluate
+is 1.0 so that Flower does not warn "Federated evaluation will be skipped" on a run that
+evaluates federated."""
 
 
 def aggregation_strategy(fed: FederationConfig) -> flwr_strategy.Strategy:

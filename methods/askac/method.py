@@ -37,6 +37,7 @@ class AskAC(Method):
     config_cls = AskACConfig
     paper = "Liu et al., IEEE TSMC 2023, arXiv:2207.01955"
     workflow = "stages"
+    cpu_only = True  # its learner builds its batches from a numpy CartPole (docs/gpu.md)
 
     def build_model(self, spec: RunSpec) -> nn.Module:
         return AskActorCritic(spec.method.hidden)

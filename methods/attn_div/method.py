@@ -69,6 +69,7 @@ class AttentionDiversification(Method):
     config_cls = AttnDivConfig
     paper = "Meng et al., Attention Diversification for Domain Generalization, ECCV 2022, arXiv:2210.04206"
     workflow = "stages"
+    cpu_only = True  # MixStyle (nets.py) draws on the CPU (docs/gpu.md)
 
     def build_model(self, spec: RunSpec) -> nn.Module:
         cfg = spec.method

@@ -61,6 +61,7 @@ class AvatarGen(Method):
     config_cls = AvatarGenConfig
     paper = "Zhang et al., AvatarGen: a 3D generative model for animatable human avatars, arXiv:2208.00561"
     workflow = "stages"
+    cpu_only = True  # body.py and render.py hold CPU constants (docs/gpu.md)
 
     def build_model(self, spec: RunSpec) -> nn.Module:
         c = spec.method

@@ -13,6 +13,9 @@ the arrays are disjoint and together cover every index exactly once. The same
 - `pathological`: every client holds exactly k classes, like the sort-by-label shards of
   McMahan et al., 2017 ("Communication-efficient learning of deep networks from
   decentralized data": 200 shards of 300 MNIST digits, 2 per client).
+
+`stratified_holdout` is not a partitioner: it carves a held-out test split off one data
+set (an npz file without `x_test`, a node's own data under federated evaluation).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 SCHEMES = ("iid", "dirichlet", "pathological")
+HELD_OUT_FRACTION = 0.2  # what a node holds out for federated evaluation (clients/node_data.py)
 
 
 def _labels(y: np.ndarray) -> np.ndarray:
@@ -138,3 +142,29 @@ def partition(y: np.ndarray, *, scheme: str, num_clients: int, seed: int, alpha:
     if scheme == "pathological":
         return pathological(y, num_clients, classes_per_client, seed)
     raise ValueError(f"unknown partition scheme {scheme!r}; valid schemes: {', '.join(SCHEMES)}")
+
+
+def stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) sorted index arrays: round(fraction·N) examples held out, each class
+    in proportion to its size (largest remainders get the rounding), chosen at random.
+
+    Every class keeps its share, so a label-skewed shard is evaluated on its own skew. The
+    same (y, fraction, seed) always gives the same split: a node that is a fresh process
+    every round never trains on what it held out in an earlier one.
+    """
+    y = _labels(y)
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
+    total = int(round(fraction * len(y)))
+    if not 1 <= total < len(y):
+        raise ValueError(f"{len(y)} examples are too few to hold out {fraction:.0%} of them "
+                         f"and still train on the rest")
+    classes, counts = np.unique(y, return_counts=True)
+    exact = counts * total / len(y)  # < counts, so floor + 1 never exceeds a class's size
+    take = np.floor(exact).astype(np.int64)
+    by_remainder = np.argsort(-(exact - take), kind="stable")  # ties: lower label first
+    take[by_remainder[: total - int(take.sum())]] += 1
+    rng = _rng(seed)
+    held_out = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k]
+                                       for c, k in zip(classes, take)]))
+    return np.setdiff1d(np.arange(len(y)), held_out), held_out

@@ -86,10 +86,11 @@ class DynaST(Method):
         """Full-resolution warp and reconstruction L1 (pixels in [0, 1]), the kept keys per
         query Σ_j M_ij over every layer and query, and attention entries counted per pair."""
         model.eval()
+        device = next(model.parameters()).device  # the server's (methods/common/device.py)
         warp = recon = 0.0
         kept, entries = [], {}
         for start in range(0, len(dataset), EVAL_BATCH):
-            pairs = torch.tensor(dataset.x[start:start + EVAL_BATCH])
+            pairs = torch.tensor(dataset.x[start:start + EVAL_BATCH]).to(device)
             out = model(pairs)
             warp += F.l1_loss(out.full_warp, pairs[:, :3], reduction="sum").item() / (3 * 32 * 32)
             recon += F.l1_loss(out.output, pairs[:, :3], reduction="sum").item() / (3 * 32 * 32)

@@ -18,6 +18,25 @@ from methods.base import LocalTrainingConfig, Method, RunSpec
 from methods.common.nets import SmallCNN
 
 
+class TabularMLP(nn.Module):
+    """features → 64 → 64 → classes, ReLU: FedAvg's model for tabular rows (N×F×1×1).
+
+    SmallCNN's 3×3 convolutions and 2×2 pools need an image; a row of F features has
+    none. No normalisation layer, so DP-SGD's per-example gradients stay defined."""
+
+    def __init__(self, features: int, num_classes: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Flatten(),  # N×F×1×1 → N×F
+            nn.Linear(features, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # N×F×1×1 → N×classes
+        return self.layers(x)
+
+
 @dataclass(frozen=True)
 class FedAvgConfig(LocalTrainingConfig):
     """FedAvg adds nothing to the shared local-training hyper-parameters."""
@@ -29,8 +48,11 @@ class FedAvgMethod(Method):
     paper = "McMahan et al., AISTATS 2017, arXiv:1602.05629"
 
     def build_model(self, spec: RunSpec) -> nn.Module:
-        shape = self.test_dataset(spec)
-        return SmallCNN(in_channels=shape.x.shape[1], num_classes=shape.num_classes)
+        reference = self.test_dataset(spec)
+        channels, height, width = reference.example_shape
+        if height == width == 1:  # tabular rows (npz N×F are N×F×1×1): no space to convolve
+            return TabularMLP(features=channels, num_classes=reference.num_classes)
+        return SmallCNN(in_channels=channels, num_classes=reference.num_classes)
 
     def train_step(self, model: nn.Module, batch: tuple, spec: RunSpec) -> torch.Tensor:
         x, y = batch

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from methods.base import LocalTrainingConfig
 from methods.config import ConfigError
+from methods.fedsa.architectures import BUILTIN_ARCHS, build_network, check_arch_name, resolve_layer
+from methods.fedsa.canvas import CANVAS_SHAPES, NUM_CLASSES
 
 SELECTION_MODES = ("sampled", "topk", "random", "all", "fixed")
 NORMS = ("batch", "group")
@@ -40,8 +44,15 @@ class FedSAConfig(LocalTrainingConfig):
     fixed_teachers: tuple[int, ...] = ()
     """Partition ids selected by `selection = "fixed"` (e.g. 0,1,2 = the relevant teachers)."""
 
+    canvas: str = "mnist5k"
+    """Canvas images: mnist5k (1×14×28, two MNIST-5k digits) | color32 (3×32×32, two
+    generated 3×32×16 coloured patterns: CIFAR-shaped, for ResNets; nothing downloaded)."""
     probe_per_class: int = 5
     """Labelled probe canvases per class held by the server (the student's only labels)."""
+    val_per_class: int = 20
+    """Labelled validation canvases per class the server carves from the TRAINING digits
+    (disjoint from the probe and the nodes); every choice of hyper-parameter reads them,
+    never the test canvases. Never trained on. 0: no validation split."""
     probe_epochs: int = 30
     """Epochs of the student's pre-fit on the probe set (CE, Adam, cosine schedule)."""
     probe_lr: float = 1e-2
@@ -50,14 +61,30 @@ class FedSAConfig(LocalTrainingConfig):
     """Mini-batch size on the probe set."""
     adapt_epochs: int = 60
     """Epochs of task adaptation: fresh head, all weights fine-tuned on the probe set."""
-    adapt_backbone_lr: float = 0.1
+    adapt_backbone_lr: float = 0.0
     """Backbone learning rate during adaptation as a multiple of probe-lr (0: frozen backbone,
-    a linear probe of the distilled features; 1: everything fine-tuned alike)."""
+    a linear probe of the distilled features; 1: everything fine-tuned alike). 0 was chosen
+    on the validation canvases by `fedvault bench fedsa-choose` (README)."""
 
+    student_arch: str = "canvas-cnn"
+    """The student's architecture: canvas-cnn | resnet (ResNet-8 layout, methods/common/
+    resnet.py) | package.module:builder (a user's @model_builder; importable on every host)."""
+    student_layer: str = ""
+    """The student's map read by Grad-CAM (S_s) and the hint (F_s), as a dotted module name;
+    "" = its last spatial stage (canvas-cnn: features, resnet: layer3)."""
     student_widths: tuple[int, ...] = (8, 16, 16)
-    """Channels of the student's three conv blocks (the last one is C_s)."""
+    """Channels of the student's three conv blocks / ResNet stages (the last one is C_s)."""
     student_norm: str = "batch"
     """batch (the protocol's BatchNorm) | group (GroupNorm; needed once DP-SGD is on)."""
+    teacher_arch: str = "canvas-cnn"
+    """Architecture of the teacher a node trains when it has no checkpoint (same choices as
+    student-arch); a checkpoint names its own (methods/fedsa/teacher.py)."""
+    gradcam_layer: str = ""
+    """Every teacher's layer whose activations and gradients feed Grad-CAM (dotted module name);
+    "" = the checkpoint's own `gradcam-layer`, else the teacher's last spatial stage."""
+    hint_layer: str = ""
+    """Every teacher's layer whose map is the hint target F_t (dotted module name); "" = the
+    checkpoint's own `hint-layer`, else the teacher's last spatial stage."""
     teacher_widths: tuple[int, ...] = (16, 32, 32)
     """Channels of a node's own teacher when it trains one (the last one is C_t)."""
     teacher_epochs: int = 15
@@ -88,5 +115,32 @@ class FedSAConfig(LocalTrainingConfig):
             problems.append("adapt-backbone-lr must be >= 0")
         if not 0.0 < self.teacher_val_fraction < 1.0:
             problems.append("teacher-val-fraction must be in (0, 1)")
+        if self.canvas not in CANVAS_SHAPES:
+            problems.append(f"canvas must be one of {', '.join(CANVAS_SHAPES)}")
+        if self.val_per_class < 0:
+            problems.append("val-per-class must be >= 0")
+        problems += [p for p in (check_arch_name(self.student_arch, "student-arch"),
+                                 check_arch_name(self.teacher_arch, "teacher-arch")) if p]
         if problems:
             raise ConfigError("fedsa: " + "; ".join(problems))
+        self._check_layers()
+
+    def _check_layers(self) -> None:
+        """Layer names checked against the models before a run starts, where they can be
+        built here: the student always, the teachers when teacher-arch is built in (a node's
+        checkpoint of another architecture is checked on its node, in the teacher phase)."""
+        with torch.random.fork_rng(devices=[]):  # building models must not move the run's RNG
+            self._check_layers_of_models()
+
+    def _check_layers_of_models(self) -> None:
+        shape = CANVAS_SHAPES[self.canvas]
+        student = build_network(self.student_arch, in_channels=shape[0], num_classes=NUM_CLASSES,
+                                widths=self.student_widths, norm=self.student_norm,
+                                key="fedsa.student-arch")
+        resolve_layer(student, shape, self.student_layer, key="fedsa.student-layer")
+        if self.teacher_arch in BUILTIN_ARCHS and (self.gradcam_layer or self.hint_layer):
+            teacher = build_network(self.teacher_arch, in_channels=shape[0], num_classes=2,
+                                    widths=self.teacher_widths)
+            for key, name in (("fedsa.gradcam-layer", self.gradcam_layer),
+                              ("fedsa.hint-layer", self.hint_layer)):
+                resolve_layer(teacher, shape, name, key=key)

@@ -26,9 +26,9 @@ from torch import nn
 
 from methods.base import Method, RunSpec
 from methods.common.datasets import ArrayDataset
-from methods.fedsa.canvas import NUM_CLASSES, canvas_split
+from methods.fedsa.architectures import build_network
+from methods.fedsa.canvas import CANVAS_SHAPES, NUM_CLASSES, canvas_split
 from methods.fedsa.config import FedSAConfig
-from methods.fedsa.nets import CanvasCNN
 
 
 class FedSAMethod(Method):
@@ -39,7 +39,9 @@ class FedSAMethod(Method):
 
     def build_model(self, spec: RunSpec) -> nn.Module:
         cfg = spec.method
-        return CanvasCNN(cfg.student_widths, NUM_CLASSES, cfg.student_norm)
+        return build_network(cfg.student_arch, in_channels=CANVAS_SHAPES[cfg.canvas][0],
+                             num_classes=NUM_CLASSES, widths=cfg.student_widths,
+                             norm=cfg.student_norm, key="fedsa.student-arch")
 
     def train_step(self, model: nn.Module, batch: tuple, spec: RunSpec) -> torch.Tensor:
         """Cross-entropy on labelled canvases (the target task)."""
@@ -58,3 +60,9 @@ class FedSAMethod(Method):
     def probe_dataset(self, spec: RunSpec) -> ArrayDataset:
         """The server's labelled probe set: `probe-per-class` canvases per class."""
         return canvas_split(spec).probe.target()
+
+    def val_dataset(self, spec: RunSpec) -> ArrayDataset | None:
+        """The server's validation canvases (`val-per-class` per class, from training digits);
+        None when val-per-class = 0."""
+        val = canvas_split(spec).val
+        return None if val is None else val.target()

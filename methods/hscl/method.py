@@ -49,6 +49,7 @@ class HSCL(Method):
     config_cls = HSCLConfig
     paper = "Wang et al., ECCV 2022, arXiv:2207.11789"
     workflow = "stages"
+    cpu_only = True  # its augmentations (nets.py) draw on the CPU (docs/gpu.md)
 
     def build_model(self, spec: RunSpec) -> nn.Module:
         cfg = spec.method

@@ -35,10 +35,19 @@ class LIRFConfig(LocalTrainingConfig):
     """Sample-level deposit: ids into the owner's own training data, e.g. "0-199,250"."""
     owner_partition: int = 0
     """Partition id of the node that owns D_r (and, class-level, all deposit-class data)."""
+    arch: str = "split-cnn"
+    """The net: "split-cnn" (the protocol's CNN), "resnet" (methods/common/resnet.py, for
+    32×32 inputs) or a user's builder "package.module:fn" (marked @model_builder)."""
+    split_after: str = ""
+    """Dotted module name the net is split after (shallow part = up to and including it);
+    empty: the arch's own ("shallow" for split-cnn, "layer2" for resnet). arch.py."""
     norm: str = "batch"
     """Normalisation of the CNN blocks: "batch" (the protocol's) or "group" (see README)."""
     widths: tuple[int, ...] = (16, 32, 32)
-    """Channels of the three conv blocks ("CNN 16-32-32")."""
+    """Channels of the three conv blocks ("CNN 16-32-32"), or of the ResNet's three stages."""
+    validation_fraction: float = 0.0
+    """Share of the training data held out (stratified, seeded by the run's seed) as a
+    validation set no node trains on; the summary reports each model on it (0 = none)."""
     deposit_epochs: int = 10
     """Epochs of deposit training over D_r."""
     deposit_lr: float = 0.003
@@ -93,8 +102,27 @@ class LIRFConfig(LocalTrainingConfig):
             problems.append("prune-ratio must be in [0, 1) and lambda-at >= 0")
         if len(self.widths) != 3 or min(self.widths) < 1:
             problems.append("widths must be three positive channel counts")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            problems.append("validation-fraction must be in [0, 1)")
+        problems += _arch_problems(self)
         if problems:
             raise ConfigError("lirf: " + "; ".join(problems))
+
+
+def _arch_problems(cfg: LIRFConfig) -> list[str]:
+    """The arch and split point; a built-in net is built (tiny) to list its split points, a
+    user's is imported only by the preflight (LIRF.check_data), which also probes it."""
+    from methods.lirf.arch import BUILTIN_ARCHS, arch_problem, template
+
+    problem = arch_problem(cfg.arch, cfg.split_after)
+    built_in = cfg.arch in BUILTIN_ARCHS and cfg.norm in NORMS
+    if problem or not built_in or len(cfg.widths) != 3 or min(cfg.widths) < 1:
+        return [problem] if problem else []
+    try:
+        template(cfg)
+    except ConfigError as exc:
+        return [str(exc).removeprefix("lirf.")]
+    return []
 
 
 def parse_sample_ids(text: str) -> tuple[int, ...]:

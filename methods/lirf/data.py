@@ -8,14 +8,20 @@ partition of everything; D_r = ids into the owner's own shard.
 
 The retrain baseline (`fedavg-data = "preserved"`) is the same layout with D_r
 dropped: every node keeps exactly its preserved samples.
+
+What the owner trains on: D_r alone at the class level (the paper: preserved data is never
+used); at the sample level D_r plus R, the owner's other samples of D_r's classes, flagged
+so that the loss forgets D_r and keeps the classes on R (losses.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from methods.common.datasets import ArrayDataset
 from methods.lirf.config import LIRFConfig, parse_sample_ids
 
 Partitioner = Callable[[np.ndarray, int], list[np.ndarray]]
@@ -71,3 +77,31 @@ def _check_ids(ids: np.ndarray, size: int) -> None:
     if len(ids) and (ids.min() < 0 or ids.max() >= size):
         raise ValueError(f"deposit sample ids must lie in [0, {size}) (the owner's data), "
                          f"got [{ids.min()}, {ids.max()}]")
+
+
+@dataclass(frozen=True)
+class DepositSet(ArrayDataset):
+    """A sample-level deposit's training data: batches are (x, y, member), member = in D_r."""
+
+    member: np.ndarray | None = None
+
+    def subset(self, indices) -> DepositSet:
+        part = super().subset(indices)
+        member = self.member[np.asarray(indices, dtype=np.int64)]
+        return DepositSet(part.x, part.y, part.num_classes, part.name, part.class_names, member)
+
+    def to_torch(self):
+        import torch
+        from torch.utils.data import TensorDataset
+
+        return TensorDataset(torch.tensor(self.x), torch.tensor(self.y), torch.tensor(self.member))
+
+
+def sample_deposit_set(data: ArrayDataset, deposit: np.ndarray,
+                       classes: Sequence[int]) -> DepositSet:
+    """D_r (rows flagged member) followed by R: the owner's other samples of D_r's classes."""
+    retained = np.setdiff1d(np.flatnonzero(np.isin(data.y, list(classes))), deposit)
+    chosen = data.subset(np.concatenate([deposit, retained]))
+    member = np.arange(len(chosen)) < len(deposit)
+    return DepositSet(chosen.x, chosen.y, chosen.num_classes, chosen.name, chosen.class_names,
+                      member)

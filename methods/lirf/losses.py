@@ -11,6 +11,13 @@ trained, as in the official code (JngwenYe/LIRF train_deposit.py), as
 
 with KD(a, b) = KL(softmax(b) ‖ softmax(a)), g keeping the preserved-class
 logits and ḡ the deposit-class logits, all on x ∈ D_r (design notes §2.3, not shipped).
+
+Sample-level deposit (our extension, inference; the paper deposits classes): the batch
+also holds retained samples R of D_r's classes (the owner's other samples of them), with
+
+    + α·τ²·KD(z_T/τ, z_T0/τ) + (1−α)·CE(z_T, y)    on x ∈ R, over all classes
+
+so the removal term pushes T off the deposited samples while R anchors their classes.
 """
 
 from __future__ import annotations
@@ -47,8 +54,34 @@ def attention_distance(h_target: torch.Tensor, h_original: torch.Tensor) -> torc
 
 
 def deposit_loss(out: dict[str, torch.Tensor], y: torch.Tensor, deposit_mask: torch.Tensor,
-                 *, temperature: float, alpha: float, lambda_at: float = 0.0) -> torch.Tensor:
-    """The official objective above; `out` is DepositNet's forward, y the true labels."""
+                 *, temperature: float, alpha: float, lambda_at: float = 0.0,
+                 member: torch.Tensor | None = None) -> torch.Tensor:
+    """The official objective above; `out` is DepositNet's forward, y the true labels.
+
+    `member` (sample-level deposit): which rows are D_r; the others are retained samples of
+    D_r's classes, on which T is distilled from T_0 (all classes) and trained on its label,
+    so that T forgets the deposited samples, not their classes. Each part is weighted by
+    its share of the batch. None: every row is D_r (class level, the official objective).
+    """
+    if member is None:
+        return _forget_loss(out, y, deposit_mask, temperature, alpha, lambda_at)
+    loss = out["z_target"].new_zeros(())
+    share = member.float().mean()
+    if member.any():
+        rows = {k: v[member] for k, v in out.items()}
+        loss = loss + share * _forget_loss(rows, y[member], deposit_mask, temperature, alpha,
+                                           lambda_at)
+    if not member.all():
+        retained = ~member
+        z_target, z_original = out["z_target"][retained], out["z_original"][retained]
+        every_class = torch.ones_like(deposit_mask)
+        loss = loss + (1 - share) * (alpha * kd(z_target, z_original, every_class, temperature)
+                                     + (1 - alpha) * F.cross_entropy(z_target, y[retained]))
+    return loss
+
+
+def _forget_loss(out: dict[str, torch.Tensor], y: torch.Tensor, deposit_mask: torch.Tensor,
+                 temperature: float, alpha: float, lambda_at: float) -> torch.Tensor:
     preserved, deposit = ~deposit_mask, deposit_mask
     z_original, z_target, z_recovered = out["z_original"], out["z_target"], out["z_recovered"]
     y_random = random_labels(y, z_target.shape[1])

@@ -1,8 +1,8 @@
 """LIRF as a fedvault method: Ye et al., "Learning with Recoverable Forgetting",
 ECCV 2022, arXiv:2207.08224 (deposit objective §3.3, withdrawal §3.4).
 
-Phase 0 and the retrain baseline are FedAvg (McMahan et al., 2017) of SplitCNN
-with cross-entropy; the owner's deposit step minimises the official objective
+Phase 0 and the retrain baseline are FedAvg (McMahan et al., 2017) of the split net
+(arch.py: the protocol's CNN, the ResNet or a user's net) with cross-entropy; the owner's deposit step minimises the official objective
 (losses.py) on D_r only through the same shared training loop: `train_step`
 sees a DepositNet there. The workflow is server/lirf.py, the owner's side
 clients/lirf_owner.py.
@@ -18,17 +18,20 @@ import torch
 from torch import nn
 
 from methods.base import Method, RunSpec
-from methods.lirf.config import LIRFConfig
+from methods.common.datasets import ArrayDataset
+from methods.common.partition import stratified_holdout
+from methods.config import ConfigError
+from methods.lirf.arch import build_split_net, check_split, output_classes, shape_of
+from methods.lirf.config import LIRFConfig, parse_sample_ids
 from methods.lirf.data import node_indices
 from methods.lirf.losses import deposit_loss
-from methods.lirf.nets import DepositNet, RecoveredNet, SplitCNN, deposit_class_mask
+from methods.lirf.nets import DepositNet, RecoveredNet, SplitNet, deposit_class_mask
 from methods.lirf.pruning import magnitude_prune
 from methods.lirf.withdraw import split_recovered
 
 # BatchNorm's step counter is unused (momentum is set) and an int64 that FedAvg would
 # turn into a float; it never travels.
 _LOCAL_ONLY = "num_batches_tracked"
-_FIRST_CONV, _HEAD = "shallow.1.0.weight", "deep.3.weight"
 
 
 def _load(module: nn.Module, arrays: Mapping[str, np.ndarray]) -> None:
@@ -51,17 +54,17 @@ class LIRF(Method):
     paper = "Ye et al., Learning with Recoverable Forgetting, ECCV 2022, arXiv:2207.08224"
     workflow = "lirf"
 
-    def build_model(self, spec: RunSpec) -> SplitCNN:
+    def build_model(self, spec: RunSpec) -> SplitNet:
         test = self.test_dataset(spec)
-        cfg = spec.method
-        return SplitCNN(test.x.shape[1], test.num_classes, cfg.widths, cfg.norm)
+        return build_split_net(spec.method, test.x.shape[1], test.num_classes)
 
     def train_step(self, model: nn.Module, batch: tuple, spec: RunSpec) -> torch.Tensor:
-        x, y = batch
+        x, y, *member = batch  # a sample-level deposit set also says which rows are D_r
         if isinstance(model, DepositNet):
             cfg = spec.method
             return deposit_loss(model(x), y, model.deposit_mask, temperature=cfg.temperature,
-                                alpha=cfg.alpha, lambda_at=cfg.lambda_at)
+                                alpha=cfg.alpha, lambda_at=cfg.lambda_at,
+                                member=member[0] if member else None)
         return nn.functional.cross_entropy(model(x), y)
 
     def shared_state(self, model: nn.Module) -> dict[str, np.ndarray]:
@@ -77,19 +80,53 @@ class LIRF(Method):
 
         return node_indices(spec.method, labels, num_partitions, scenario_partitioner)
 
-    # --- LIRF's own models -------------------------------------------------------
-    def net_for(self, spec: RunSpec, arrays: Mapping[str, np.ndarray]) -> SplitCNN:
-        """A SplitCNN shaped by `arrays` (input channels, classes): no data set is read,
-        so deposit and withdrawal touch no data beyond what they are given."""
+    # --- the validation split ------------------------------------------------------
+    def train_dataset(self, spec: RunSpec) -> ArrayDataset:
+        """The training data less the validation split (when there is one)."""
+        full = super().train_dataset(spec)
+        if not spec.method.validation_fraction:
+            return full
+        return full.subset(self._holdout(spec, full)[0])
+
+    def validation_dataset(self, spec: RunSpec) -> ArrayDataset | None:
+        """Held out of the training data (stratified, seeded by the run's seed); no node
+        trains on it, the server measures each model on it. None without a split."""
+        if not spec.method.validation_fraction:
+            return None
+        full = super().train_dataset(spec)
+        return full.subset(self._holdout(spec, full)[1])
+
+    @staticmethod
+    def _holdout(spec: RunSpec, full: ArrayDataset) -> tuple[np.ndarray, np.ndarray]:
+        return stratified_holdout(full.y, spec.method.validation_fraction, spec.federation.seed)
+
+    def check_data(self, spec: RunSpec, num_classes: int) -> None:
+        """Also: the split point on the data's input shape (a probe through the net), and
+        sample ids inside the owner's data."""
+        super().check_data(spec, num_classes)
         cfg = spec.method
-        return SplitCNN(arrays[_FIRST_CONV].shape[1], arrays[_HEAD].shape[0], cfg.widths, cfg.norm)
+        check_split(cfg, tuple(self.test_dataset(spec).x.shape[1:]), num_classes)
+        if cfg.level == "sample":
+            labels = self.train_dataset(spec).y
+            owner = self.node_partition(spec, labels, spec.federation.num_clients)
+            size = len(owner[cfg.owner_partition])
+            if max(parse_sample_ids(cfg.deposit_samples)) >= size:
+                raise ConfigError(f"lirf.deposit-samples must be ids in [0, {size}) (the owner's "
+                                  f"data, partition {cfg.owner_partition}); got "
+                                  f"{cfg.deposit_samples!r}")
+
+    # --- LIRF's own models -------------------------------------------------------
+    def net_for(self, spec: RunSpec, arrays: Mapping[str, np.ndarray]) -> SplitNet:
+        """A split net shaped by `arrays` (input channels, classes): no data set is read,
+        so deposit and withdrawal touch no data beyond what they are given."""
+        return build_split_net(spec.method, *shape_of(spec.method, arrays))
 
     def build_deposit_net(self, spec: RunSpec, original: Mapping[str, np.ndarray],
                           classes: Sequence[int]) -> DepositNet:
         """T_0 loaded, T and T_r initialised from its shallow part, T_r pruned."""
         model = self.net_for(spec, original)
         _load(model, original)
-        net = DepositNet(model, deposit_class_mask(classes, model.deep[-1].out_features))
+        net = DepositNet(model, deposit_class_mask(classes, output_classes(model)))
         magnitude_prune(net.deposit, spec.method.prune_ratio)
         return net
 
@@ -101,5 +138,5 @@ class LIRF(Method):
         _load(target, target_arrays)
         deposit = copy.deepcopy(target.shallow)
         _load(deposit, module_arrays)
-        mask = deposit_class_mask(classes, target.deep[-1].out_features)
+        mask = deposit_class_mask(classes, output_classes(target))
         return RecoveredNet(target, deposit, mask)

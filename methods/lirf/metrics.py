@@ -7,6 +7,11 @@ loss-based membership-inference audit.
 - membership inference (Yeom et al., CSF 2018): score = −loss; AUC of deposited
   (member) against never-seen (non-member) samples; 0.5 = indistinguishable. The owner
   node runs it (clients/lirf_owner.py), so both sides import it from here.
+
+`predictions` runs the model where it is (the server's or the node's device) and returns
+CPU numpy arrays. The figures after it (accuracies, the AUC and ROC curve by sklearn) stay
+on the CPU on purpose: they read a few thousand numbers once per model, and sklearn takes
+numpy only.
 """
 
 from __future__ import annotations
@@ -31,15 +36,17 @@ def harmonic(pre_acc_target: float, forgetting_value: float) -> float:
 @torch.no_grad()
 def predictions(model: nn.Module, x: np.ndarray, y: np.ndarray,
                 batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted labels, per-sample cross-entropy) of `model` in eval mode."""
+    """(predicted labels, per-sample cross-entropy) of `model` in eval mode, computed on the
+    model's device; numpy arrays on the CPU."""
     model.eval()
+    device = next(model.parameters()).device
     preds, losses = [], []
     for start in range(0, len(y), batch):
-        xb = torch.tensor(x[start:start + batch])
-        yb = torch.tensor(y[start:start + batch])
+        xb = torch.tensor(x[start:start + batch]).to(device)  # a copy: cached sets are read-only
+        yb = torch.tensor(y[start:start + batch]).to(device)
         logits = model(xb)
-        preds.append(logits.argmax(1).numpy())
-        losses.append(F.cross_entropy(logits, yb, reduction="none").numpy())
+        preds.append(logits.argmax(1).cpu().numpy())
+        losses.append(F.cross_entropy(logits, yb, reduction="none").cpu().numpy())
     return np.concatenate(preds), np.concatenate(losses)
 
 

@@ -1,5 +1,6 @@
-"""LIRF's networks: a CNN split into a shallow and a deep part, the recovered net
-that withdraws by logit concatenation, and the deposit-training wrapper.
+"""LIRF's networks: a net split into a shallow and a deep part (SplitNet; the protocol's
+CNN is one, any other net is cut by arch.py), the recovered net that withdraws by logit
+concatenation, and the deposit-training wrapper.
 
 Ye et al., ECCV 2022 (arXiv:2207.08224), §3: T_0 = T_0^(n−) ∘ T_0^(−n); the
 target T keeps the frozen deep part T_0^(n−) and retrains the shallow part; the
@@ -34,31 +35,41 @@ def _block(c_in: int, c_out: int, *, pool: bool, norm: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class SplitCNN(nn.Module):
-    """T = deep ∘ shallow. x: N×C×28×28 → shallow: N×c2×7×7 → deep: N×classes."""
+class SplitNet(nn.Module):
+    """T = deep ∘ shallow: any net cut at its split point (arch.py), or the protocol's CNN."""
 
-    def __init__(self, in_channels: int, num_classes: int, widths=(16, 32, 32),
-                 norm: str = "batch") -> None:
+    def __init__(self, shallow: nn.Sequential, deep: nn.Sequential) -> None:
         super().__init__()
-        a, b, c = widths
-        self.shallow = nn.Sequential(
-            nn.AvgPool2d(2),  # 28×28 → 14×14, the protocol's input size
-            _block(in_channels, a, pool=True, norm=norm),  # → a×7×7
-            _block(a, b, pool=False, norm=norm),  # → b×7×7
-        )
-        self.deep = nn.Sequential(
-            _block(b, c, pool=False, norm=norm),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(c, num_classes),
-        )
+        self.shallow = shallow
+        self.deep = deep
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.deep(self.shallow(x))
 
 
+class SplitCNN(SplitNet):
+    """The protocol's CNN. x: N×C×28×28 → shallow: N×c2×7×7 → deep: N×classes."""
+
+    def __init__(self, in_channels: int, num_classes: int, widths=(16, 32, 32),
+                 norm: str = "batch") -> None:
+        a, b, c = widths
+        shallow = nn.Sequential(
+            nn.AvgPool2d(2),  # 28×28 → 14×14, the protocol's input size
+            _block(in_channels, a, pool=True, norm=norm),  # → a×7×7
+            _block(a, b, pool=False, norm=norm),  # → b×7×7
+        )
+        deep = nn.Sequential(
+            _block(b, c, pool=False, norm=norm),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(c, num_classes),
+        )
+        super().__init__(shallow, deep)
+
+
 def deposit_class_mask(classes, num_classes: int) -> torch.Tensor:
-    """Boolean (num_classes,) mask of ḡ's classes (the deposit classes)."""
+    """Boolean (num_classes,) mask of ḡ's classes (the deposit classes); made on the CPU, it
+    is a buffer of the nets below, so it moves with them to their device."""
     mask = torch.zeros(num_classes, dtype=torch.bool)
     mask[list(classes)] = True
     return mask
@@ -68,7 +79,7 @@ class RecoveredNet(nn.Module):
     """T̃: deposit-class logits from T_r ∘ T^(n−), the others from T. No parameters
     of its own; withdrawal is assembling this module, no data and no training."""
 
-    def __init__(self, target: SplitCNN, deposit: nn.Module, deposit_mask: torch.Tensor) -> None:
+    def __init__(self, target: SplitNet, deposit: nn.Module, deposit_mask: torch.Tensor) -> None:
         super().__init__()
         self.target = target
         self.deposit = deposit
@@ -84,7 +95,7 @@ class DepositNet(nn.Module):
     """What the owner trains: T's shallow part and T_r, both initialised from T_0's
     shallow part; the deep part and the teacher T_0 stay frozen in eval mode."""
 
-    def __init__(self, original: SplitCNN, deposit_mask: torch.Tensor) -> None:
+    def __init__(self, original: SplitNet, deposit_mask: torch.Tensor) -> None:
         super().__init__()
         self.teacher = copy.deepcopy(original)
         self.target = copy.deepcopy(original)

@@ -9,6 +9,7 @@ so the masks hold during deposit training; `make_permanent` bakes them in.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torch.nn.utils import prune
 
@@ -30,6 +31,8 @@ def make_permanent(module: nn.Module) -> None:
     for conv in _convs(module):
         if prune.is_pruned(conv):
             prune.remove(conv, "weight")
+            with torch.no_grad():  # a negative weight × 0 is −0.0: make it a plain zero,
+                conv.weight.add_(0.0)  # which the sparse store (sparse.py) need not keep
 
 
 def conv_sparsity(module: nn.Module) -> float:

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from methods.lirf.sparse import unpack
+
 SHALLOW = "shallow."
 DEPOSIT = "deposit."
 
@@ -59,10 +61,24 @@ def split_recovered(arrays: Mapping[str, np.ndarray]) -> tuple[dict, dict]:
     return target, module
 
 
+def module_digests(arrays: Mapping[str, np.ndarray]) -> set[str]:
+    """The hashes under which a set of received arrays could hold a deposit module: its
+    shallow part and the whole set, each as it came and unpacked from the sparse form."""
+    digests = set()
+    for candidate in (shallow_part(arrays), dict(arrays)):
+        if not candidate:
+            continue
+        digests.add(module_sha256(candidate))
+        try:
+            digests.add(module_sha256(unpack(candidate)))
+        except ValueError:
+            pass  # not a packed module
+    return digests
+
+
 def holds_module(arrays: Mapping[str, np.ndarray], receipt_sha256: str) -> bool:
     """Whether a set of received arrays contains the deposit module: a "deposit." key,
-    or a shallow part (or the whole set) whose hash is the receipt's."""
+    or a shallow part (or the whole set), dense or sparse, whose hash is the receipt's."""
     if any(k.startswith(DEPOSIT) for k in arrays):
         return True
-    candidates = [shallow_part(arrays), dict(arrays)]
-    return any(c and module_sha256(c) == receipt_sha256 for c in candidates)
+    return receipt_sha256 in module_digests(arrays)

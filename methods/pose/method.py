@@ -122,6 +122,7 @@ class PoseMethod(Method):
     config_cls = PoseConfig
     paper = "Cheng et al., Bottom-up 2D pose estimation via dual anatomical centers, arXiv:2208.11975"
     workflow = "stages"
+    cpu_only = True  # its heat-map targets (targets.py) are built on the CPU (docs/gpu.md)
 
     def build_model(self, spec: RunSpec) -> nn.Module:
         cfg = spec.method

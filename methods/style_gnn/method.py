@@ -49,6 +49,7 @@ class StyleGNN(Method):
     config_cls = StyleGNNConfig
     paper = "Jing et al., ECCV 2022, arXiv:2207.11681"
     workflow = "stages"
+    cpu_only = True  # its losses (losses.py) build CPU tensors (docs/gpu.md)
 
     def build_model(self, spec: RunSpec) -> nn.Module:
         cfg = spec.method

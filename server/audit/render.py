@@ -6,28 +6,21 @@ it opens offline, in any browser, and can be archived as one file.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")  # no display: the server renders headless
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from server.audit.scores import mia_nodes, pooled_canaries, pooled_mia  # noqa: E402
-from server.audit.sections import sections  # noqa: E402
+from server.audit.scores import mia_nodes, pooled_canaries, pooled_mia
+from server.audit.sections import sections
+from server.figures import embedded_figure, png_bytes  # Agg: renders headless
 
 _STATUS_COLOUR = {"PASS": "#1a7f37", "WARN": "#b26b00", "FAIL": "#c62828", "N/A": "#666"}
 
 
 def _save(fig, out: Path, name: str, figures: dict[str, bytes]) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    figures[name] = buffer.getvalue()
+    figures[name] = png_bytes(fig)
     (out / name).write_bytes(figures[name])
 
 
@@ -198,12 +191,7 @@ def render_html(report: dict, figures: dict[str, bytes]) -> str:
                 + "</table>"
             )
     body.append("<h2>Figures</h2>")
-    for name, png in sorted(figures.items()):
-        data = base64.b64encode(png).decode()
-        body.append(
-            f'<figure><img class="figure" alt="{name}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{name}</figcaption></figure>"
-        )
+    body += [embedded_figure(name, png) for name, png in sorted(figures.items())]
     style = (
         "body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"

@@ -20,7 +20,7 @@ from typing import Any
 from simulations.bench.runs import band, scenario_bench
 
 SCENARIO = "ask-ac"
-DEFAULT_SEEDS = (0, 1)
+DEFAULT_SEEDS = (0, 1, 2)
 RETURN_SHARE, QUERY_SHARE, GREEDY_WINS = 0.90, 0.30, 2
 
 
@@ -38,13 +38,13 @@ def judge(summaries: dict[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {
         "later-levels": band(f"Ask-AC train return >= {RETURN_SHARE:.0%} of CM on levels 2..L",
                              {s: f["later_ratios"] for s, f in figures.items()},
-                             all(min(f["later_ratios"]) >= RETURN_SHARE for f in figures.values())),
+                             seed_ok=lambda ratios: min(ratios) >= RETURN_SHARE),
         "queries": band(f"Ask-AC advisor queries <= {QUERY_SHARE:.0%} of CM's",
                         {s: f["query_ratio"] for s, f in figures.items()},
-                        all(f["query_ratio"] <= QUERY_SHARE for f in figures.values())),
+                        seed_ok=lambda ratio: ratio <= QUERY_SHARE),
         "greedy-vs-vanilla": band(f"greedy return > vanilla on >= {GREEDY_WINS} levels",
                                   {s: f["greedy_wins"] for s, f in figures.items()},
-                                  all(f["greedy_wins"] >= GREEDY_WINS for f in figures.values())),
+                                  seed_ok=lambda wins: wins >= GREEDY_WINS),
     }
 
 

@@ -7,6 +7,7 @@ over splits) and the attention diversity of the last feature map on target image
 
 Bands (`pass` = all three):
 - i2_minus_erm_mean: mean over seeds of target_accuracy.i2adr − target_accuracy.erm >= 0.01
+  ("k of n seeds" counts the seeds whose own gain is >= 0.01)
 - ordering: i2adr >= intra >= erm on >= 2 seeds of 3 (>= 2/3 of the seeds in general)
 - intra_diversity_gt_erm: attention_diversity.intra > attention_diversity.erm on every seed
 """
@@ -35,12 +36,13 @@ def judge(summaries: dict[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     needed = math.ceil(ORDER_SHARE * len(summaries) - 1e-9)
     return {
         "i2_minus_erm_mean": band(f"mean(i2adr − erm) >= {GAIN_MIN}", gains,
-                                  statistics.fmean(gains.values()) >= GAIN_MIN),
+                                  statistics.fmean(gains.values()) >= GAIN_MIN,
+                                  seed_ok=lambda gain: gain >= GAIN_MIN),
         "ordering": band(f"i2adr >= intra >= erm on >= {needed} of {len(summaries)} seeds",
                          {s: {**acc[s], "ordered": ordered[s]} for s in acc},
-                         sum(ordered.values()) >= needed),
+                         sum(ordered.values()) >= needed, seed_ok=lambda a: a["ordered"]),
         "intra_diversity_gt_erm": band("attention_diversity.intra > attention_diversity.erm on every seed",
-                                       diversity, all(d["intra"] > d["erm"] for d in diversity.values())),
+                                       diversity, seed_ok=lambda d: d["intra"] > d["erm"]),
     }
 
 

@@ -16,10 +16,11 @@ as informational bands.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from simulations.bench.runs import band, runs_root, simulate_scenario
+from simulations.bench.runs import band, band_line, count_failed_seeds, runs_root, simulate_scenario
 
 SCENARIO = "dp-fedavg"
 NO_DP = ("dp.enabled=false", "fedavg.lr=0.05", "fedavg.momentum=0.9")
@@ -51,23 +52,24 @@ def _judge(dp: dict[int, dict], plain: dict[int, dict]) -> dict[str, dict[str, A
     ok_dp = {s: r for s, r in dp.items() if "error" not in r}
     ok_plain = {s: r for s, r in plain.items() if "error" not in r}
     worst = {s: max(r[f"eps_hat_{a}"] for a in AUDITS) for s, r in ok_dp.items()}
-    return {
+    bands = {
         "dp accuracy >= 0.85": band(
             "DP run accuracy >= 0.85", {s: r["accuracy"] for s, r in ok_dp.items()},
-            bool(ok_dp) and all((r["accuracy"] or 0) >= 0.85 for r in ok_dp.values())),
+            seed_ok=lambda accuracy: (accuracy or 0) >= 0.85),
         "dp every eps_hat <= eps": band(
             "every audit's ε̂ <= the run's ε", {s: [worst[s], ok_dp[s]["epsilon"]] for s in ok_dp},
-            bool(ok_dp) and all(worst[s] <= ok_dp[s]["epsilon"] + 1e-9 for s in ok_dp)),
+            seed_ok=lambda pair: pair[0] <= pair[1] + 1e-9),
         "no-dp white-box eps_hat > 0": band(
             "run without DP: white-box ε̂ > 0 (the audit detects missing DP)",
-            {s: r["eps_hat_white-box"] for s, r in ok_plain.items()},
-            bool(ok_plain) and all(r["eps_hat_white-box"] > 0 for r in ok_plain.values())),
+            {s: r["eps_hat_white-box"] for s, r in ok_plain.items()}, seed_ok=lambda eps: eps > 0),
         "no-dp black-box eps_hat > 0": band(
             "run without DP: black-box canary ε̂ > 0",
-            {s: r["eps_hat_black-box"] for s, r in ok_plain.items()},
-            bool(ok_plain) and all(r["eps_hat_black-box"] > 0 for r in ok_plain.values()),
+            {s: r["eps_hat_black-box"] for s, r in ok_plain.items()}, seed_ok=lambda eps: eps > 0,
             informational=True),
     }
+    failed = {"dp": set(dp) - set(ok_dp), "no-dp": set(plain) - set(ok_plain)}
+    return {name: count_failed_seeds(b, failed["no-dp" if name.startswith("no-dp") else "dp"])
+            for name, b in bands.items()}
 
 
 def run(out: Path | None = None, seeds: list[int] | None = None) -> dict[str, Any]:
@@ -81,6 +83,8 @@ def run(out: Path | None = None, seeds: list[int] | None = None) -> dict[str, An
             print(f"[bench dp-audit] seed {seed} {kind}: {json.dumps(into[seed])[:400]}",
                   flush=True)
     bands = _judge(dp, plain)
+    for name, verdict in bands.items():
+        print(band_line("bench dp-audit", name, verdict), file=sys.stderr, flush=True)
     failed = [f"{k}-s{s}" for k, runs in (("dp", dp), ("no-dp", plain))
               for s, r in runs.items() if "error" in r]
     return {

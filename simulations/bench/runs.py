@@ -2,10 +2,15 @@
 
 A claim benchmark runs `fedvault simulate SCENARIO` once per seed, each in its own
 process (Flower's Simulation Engine, exactly what a user runs), and judges the
-summaries against the claim's bands. A band is PASS/FAIL over all seeds; the
-bench's `pass` is the conjunction of its bands and no failed run. An informational
-band (a figure the design notes ask about that is not one of the bench's bands) is judged and
-printed like the others but does not decide `pass`.
+summaries against the claim's bands. Every band is judged per seed too and reports
+"k of n seeds" (`k_of_n`, `passed_seeds`, `seeds`, `seed_pass`) beside the mean of its
+per-seed figures; a seed whose run failed counts as not passed. A band's own verdict is
+"every seed" unless its bench's docstring states the claim otherwise (on the mean over
+seeds, or on k of n); the bench's `pass` is the conjunction of its bands and no failed run.
+An informational band (a figure the design notes ask about that is not one of the bench's
+bands) is judged and printed like the others but does not decide `pass`. Benches that do not
+go through `scenario_bench` (lirf, lirf-speed, dp-audit) report the same fields with
+`band` and `tally`.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,10 +45,77 @@ def simulate_scenario(scenario: str, seed: int, run_dir: Path, sets: Iterable[st
     return json.loads(summary_path.read_text())
 
 
-def band(rule: str, per_seed: dict[int, Any], passed: bool, *,
+def tally(passes: Mapping[Any, bool], unit: str = "seeds") -> dict[str, Any]:
+    """How many of the seeds (or runs) passed:
+    {"k_of_n": "2 of 3", "passed_seeds": 2, "seeds": 3}."""
+    k, n = sum(bool(p) for p in passes.values()), len(passes)
+    return {"k_of_n": f"{k} of {n}", f"passed_{unit}": k, unit: n}
+
+
+def band(rule: str, per_seed: dict[Any, Any], passed: bool | None = None, *,
+         seed_ok: Callable[[Any], bool] | None = None,
          informational: bool = False) -> dict[str, Any]:
-    verdict = {"rule": rule, "per_seed": per_seed, "pass": bool(passed)}
+    """One band's verdict. `seed_ok` judges one seed's figure (giving `seed_pass` and
+    "k of n seeds"); `passed` is the band's verdict where the claim is not "every seed"
+    (on the mean, on k of n), by default every seed must pass. Without `seed_ok` (a
+    caller that judges only the whole) there is no per-seed verdict."""
+    verdict: dict[str, Any] = {"rule": rule, "per_seed": per_seed,
+                               "mean": mean_figure(per_seed.values())}
+    if seed_ok is not None:
+        seed_pass = {seed: bool(seed_ok(value)) for seed, value in per_seed.items()}
+        verdict.update(seed_pass=seed_pass, **tally(seed_pass))
+        if passed is None:
+            passed = bool(seed_pass) and all(seed_pass.values())
+    if passed is None:
+        raise ValueError(f"band {rule!r}: give `passed`, `seed_ok` or both")
+    verdict["pass"] = bool(passed)
     return {**verdict, "informational": True} if informational else verdict
+
+
+def count_failed_seeds(verdict: dict[str, Any], failed: Iterable[Any]) -> dict[str, Any]:
+    """The band with each failed run's seed counted as not passed: 3 seeds asked, one run
+    crashed, two passed is "2 of 3", not "2 of 2"."""
+    if "seed_pass" not in verdict:
+        return verdict
+    seed_pass = {**verdict["seed_pass"], **{seed: False for seed in failed}}
+    return {**verdict, "seed_pass": seed_pass, **tally(seed_pass)}
+
+
+def mean_figure(values: Iterable[Any]) -> Any:
+    """The mean of per-seed figures: numbers, or dicts / lists of them (key by key,
+    position by position); None where they are not all numbers (a missing figure, a flag)."""
+    values = list(values)
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return statistics.fmean(values)
+    if (values and all(isinstance(v, dict) for v in values)
+            and len({frozenset(v) for v in values}) == 1):
+        means = {key: mean_figure([v[key] for v in values]) for key in values[0]}
+        return {key: m for key, m in means.items() if m is not None} or None
+    if values and all(isinstance(v, list) for v in values) and len({len(v) for v in values}) == 1:
+        means = [mean_figure(column) for column in zip(*values)]
+        return None if None in means else means
+    return None
+
+
+def band_line(prefix: str, name: str, verdict: dict[str, Any]) -> str:
+    """The printed row of one band: verdict, k of n seeds, mean, rule, per-seed figures."""
+    label = ("PASS" if verdict["pass"] else "FAIL") + (
+        " (informational)" if verdict.get("informational") else "")
+    count = f"  {verdict['k_of_n']} seeds" if "k_of_n" in verdict else ""
+    mean = verdict.get("mean")
+    shown = "" if mean is None else f"  mean {json.dumps(_rounded(mean))}"
+    return (f"[{prefix}] {name}: {label}{count}{shown}  {verdict['rule']}  "
+            f"{json.dumps(_rounded(verdict['per_seed']), default=str)}")
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {key: _rounded(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def mean_std(values: list[float]) -> dict[str, float]:
@@ -70,11 +142,9 @@ def scenario_bench(scenario: str, seeds: list[int], judge: Judge, *, out: Path |
               file=sys.stderr, flush=True)
     ok = {s: r for s, r in summaries.items() if "error" not in r}
     failed = sorted(set(summaries) - set(ok))
-    bands = judge(ok) if ok else {}
+    bands = {name: count_failed_seeds(b, failed) for name, b in (judge(ok) if ok else {}).items()}
     for name, b in bands.items():
-        label = ("PASS" if b["pass"] else "FAIL") + (" (informational)" if b.get("informational") else "")
-        print(f"[bench {scenario}] {name}: {label}  {b['rule']}  "
-              f"{json.dumps(b['per_seed'])}", file=sys.stderr, flush=True)
+        print(band_line(f"bench {scenario}", name, b), file=sys.stderr, flush=True)
     return {"scenario": scenario, "seeds": seeds, "summaries": summaries, "bands": bands,
             "failed_runs": failed, "run_dirs": str(root), "wall_seconds": time.perf_counter() - started,
             "pass": bool(bands) and not failed and all(b["pass"] for b in bands.values()

@@ -13,9 +13,11 @@ from rich.table import Table
 
 from methods.config import ConfigError
 from server.run_dir import RunDirError, RunDirectory, default_run_dir
-from server.runner import Job
+from server.runner import Job, server_device
+from server.tracking import check_tracking
 from server.scenario import (
     DEFAULT_SCENARIO,
+    add_scenario_method_path,
     parse_overrides,
     resolve,
     scenario_description,
@@ -42,8 +44,19 @@ def summary_table(summary: dict) -> Table:
     table.add_column("value")
     for key, value in sorted(summary.items()):
         text = f"{value:.4f}" if isinstance(value, float) else json.dumps(value)
+        if key == "node_devices" and isinstance(value, dict):
+            text = _device_counts(value)  # one entry per node: 10,000 nodes do not fit a cell
         table.add_row(key, text[:120])
     return table
+
+
+def _device_counts(node_devices: dict) -> str:
+    """{"p0": "cpu", "p1": "cpu", "p2": "cuda:0 (…)"} → 'cpu × 2, cuda:0 (…) × 1'
+    (summary.json keeps the per-node mapping)."""
+    counts: dict[str, int] = {}
+    for device in node_devices.values():
+        counts[str(device)] = counts.get(str(device), 0) + 1
+    return ", ".join(f"{device} × {n}" for device, n in sorted(counts.items()))
 
 
 def finish(run_dir: Path, summary: dict | None) -> None:
@@ -55,10 +68,13 @@ def finish(run_dir: Path, summary: dict | None) -> None:
         events = run_dir / "events.log"
         tail = events.read_text().splitlines()[-5:] if events.exists() else []
         fail("the run did not finish:\n  " + "\n  ".join(tail or ["(no events)"]), code=1)
+    from simulations.cli.report import plot_summary
+
     console.print(summary_table(summary))
-    if summary.get("diverged"):
+    console.print(f"run directory: [bold]{escape(str(run_dir))}[/]", soft_wrap=True)
+    console.print(escape(plot_summary(run_dir)), soft_wrap=True)
+    if summary.get("diverged"):  # last: the line a user must not miss
         console.print("[bold yellow]warning:[/] training diverged (see events.log)")
-    console.print(f"run directory: [bold]{run_dir}[/]")
 
 
 def plan_run(scenario: Optional[str], set_: List[str], seed: Optional[int], out: Optional[Path],
@@ -75,6 +91,8 @@ def plan_run(scenario: Optional[str], set_: List[str], seed: Optional[int], out:
         overrides.setdefault(key, value)
     spec = resolve(scenario, overrides)
     check_runnable(spec)
+    server_device(spec)  # the server (and deploy's local nodes) run here: a device it lacks is refused
+    check_tracking(spec)  # tracking=tensorboard|mlflow without its extra installed
     run_dir = out or default_run_dir(scenario_label(scenario), spec.federation.seed)
     RunDirectory.check_free(run_dir)
     return scenario, spec, run_dir
@@ -93,12 +111,16 @@ def resumable(run_dir: Path, scenario: Optional[str], set_: List[str], seed: Opt
                               "combined with it")
     run, _, _ = RunDirectory.open_for_resume(run_dir)
     config = run.config()
+    add_scenario_method_path(str(config.get("scenario", "")))  # a user's module:Class beside it
     if scenario is not None and scenario != config.get("scenario"):
         raise ConfigError(f"{run_dir} is a run of scenario {config.get('scenario')!r}, not "
                           f"{scenario!r}: a run resumes only as itself (omit the scenario)")
     if not isinstance(config.get("run"), dict):
         raise RunDirError(f"{run_dir / 'config.json'} has no resolved run config ('run')")
-    return parse_run_spec(config["run"]), str(config.get("scenario", ""))
+    spec = parse_run_spec(config["run"])
+    server_device(spec)  # resumed on a machine without the run's device: refused, untouched
+    check_tracking(spec)
+    return spec, str(config.get("scenario", ""))
 
 
 SCENARIO_HELP = f"scenario name (fedvault scenarios) or path/to/scenario.toml [default: {DEFAULT_SCENARIO}]"
@@ -116,7 +138,8 @@ def simulate(
     verbose: bool = typer.Option(False, "--verbose", help="show Flower's and Ray's logs"),
 ) -> None:
     """Run a scenario with Flower's Simulation Engine."""
-    from simulations.simulate import round_line, run_in_process
+    from simulations.cli.progress import RoundConsole
+    from simulations.simulate import client_resources, run_in_process
 
     try:
         if resume is not None:
@@ -125,13 +148,19 @@ def simulate(
         else:
             scenario, spec, run_dir = plan_run(scenario, set_, seed, out)
             job = Job(spec=spec, run_dir=str(run_dir), scenario=scenario)
+        resources = client_resources(spec, ray_address)
     except (ConfigError, RunDirError) as exc:
         fail(str(exc))
+    # what Ray reserved for each ClientApp (the GPU share may be simulate's own: see
+    # client_resources); recorded in config.json's and summary.json's deployment
+    job.deployment = {**job.deployment, "client_num_cpus": resources[0], "client_num_gpus": resources[1]}
     total, nodes = spec.federation.num_server_rounds, spec.federation.num_clients
-    job.progress = lambda record: console.print(round_line(record, total), soft_wrap=True)
-    console.print(f"[bold]{escape(scenario)}[/]: {nodes} simulated nodes, {total} rounds → {job.run_dir}")
+    console.print(f"[bold]{escape(scenario)}[/]: {nodes} simulated nodes, {total} rounds → {job.run_dir}",
+                  soft_wrap=True)
     try:
-        run_in_process(job, nodes, ray_address=ray_address, verbose=verbose)
+        with RoundConsole(console, spec) as live:  # fed by the run's metrics stream
+            job.sinks.append(live)
+            run_in_process(job, nodes, ray_address=ray_address, verbose=verbose, resources=resources)
     except Exception as exc:  # the ServerApp's error: summarised, details in events.log
         job.error = job.error or f"{type(exc).__name__}: {exc}"
     if job.error:
@@ -151,8 +180,8 @@ def deploy(
 ) -> None:
     """Run a scenario over a real gRPC federation on 127.0.0.1 (TLS + node auth by default)."""
     from simulations.deploy.local_federation import DeploymentError
+    from simulations.cli.progress import RoundConsole
     from simulations.deploy.scenario import deploy as deploy_scenario
-    from simulations.simulate import round_line
 
     try:
         if resume is not None:
@@ -167,13 +196,14 @@ def deploy(
                 scenario = str(Path(scenario).resolve())
     except (ConfigError, RunDirError) as exc:
         fail(str(exc))
-    total = spec.federation.num_server_rounds
     mode = "insecure" if insecure else "TLS + SuperNode authentication"
-    console.print(f"[bold]{escape(scenario)}[/]: SuperLink + {nodes} SuperNodes on 127.0.0.1 ({mode}) → {run_dir}")
+    console.print(f"[bold]{escape(scenario)}[/]: SuperLink + {nodes} SuperNodes on 127.0.0.1 ({mode}) → {run_dir}",
+                  soft_wrap=True)
     try:
-        status = deploy_scenario(scenario, spec, overrides, nodes=nodes, run_dir=run_dir,
-                                 secure=not insecure, resume=resume is not None, keep_temp=keep_temp,
-                                 on_record=lambda r: console.print(round_line(r, total), soft_wrap=True))
+        with RoundConsole(console, spec) as live:  # the records the ServerApp writes to metrics.jsonl
+            status = deploy_scenario(scenario, spec, overrides, nodes=nodes, run_dir=run_dir,
+                                     secure=not insecure, resume=resume is not None,
+                                     keep_temp=keep_temp, on_record=live.write)
     except DeploymentError as exc:
         fail(str(exc), code=1)
     if status != "finished:completed":  # the run's own result, as the SuperLink reports it
@@ -188,7 +218,7 @@ def node(
     root_certificates: Optional[Path] = typer.Option(None, "--root-certificates", help="CA certificate (PEM) for TLS"),
     auth_key: Optional[Path] = typer.Option(None, "--auth-key", help="this node's registered private key (OpenSSH)"),
     insecure: bool = typer.Option(False, "--insecure", help="no TLS, no node authentication"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="this node's own image folder"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="this node's own image folder or .npz file"),
     partition: Optional[str] = typer.Option(None, "--partition", help="demo data: partition i/n of the bundled set"),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="a private teacher checkpoint (FedSA)"),
     state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="where this node keeps private state (LIRF deposits)"),
@@ -197,13 +227,15 @@ def node(
     min_noise_multiplier: float = typer.Option(0.0, "--min-noise-multiplier", help="refuse DP rounds with a smaller σ (implies --require-dp)"),
     max_epsilon: float = typer.Option(0.0, "--max-epsilon", help="refuse runs whose ε budget is larger, never spend more (implies --require-dp)"),
     allow_audit: bool = typer.Option(False, "--allow-audit", help="with --require-dp: still answer the privacy audit phase (its scores are outside the guarantee)"),
+    method_path: List[Path] = typer.Option([], "--method-path", help="a directory holding the module of a run's own method (method = \"module:Class\"); repeatable"),
+    device: Optional[str] = typer.Option(None, "--device", help="this node's device: auto, cpu, cuda, cuda:<i>, mps (overrides the run config's `device`)"),
 ) -> None:
     """Start one real client: a SuperNode whose data stay on this host."""
     from simulations.cli.node import NodeArgumentError, NodeOptions, exec_node
 
     opts = NodeOptions(superlink, root_certificates, auth_key, insecure, data_dir, partition,
                        teacher, state_dir, port, require_dp, min_noise_multiplier, max_epsilon,
-                       allow_audit)
+                       allow_audit, method_path=tuple(method_path), device=device)
     try:
         exec_node(opts)
     except NodeArgumentError as exc:
@@ -236,9 +268,10 @@ def bench(
     name: str = typer.Argument(..., help="benchmark name"),
     out: Optional[Path] = typer.Option(None, "--out", help="write the JSON result here"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="comma-separated seeds"),
+    sets: Optional[str] = typer.Option(None, "--sets", help="bench lirf: class sets drawn per seed (default 3)"),
 ) -> None:
     """Run a benchmark; prints JSON with its figures and a pass flag."""
-    from simulations.bench import BENCHES, run_bench
+    from simulations.bench import BENCHES, parse_options, run_bench
 
     if name not in BENCHES:
         fail(f"unknown benchmark {name!r}; available: {', '.join(sorted(BENCHES)) or '(none)'}")
@@ -246,7 +279,11 @@ def bench(
         seed_list = [int(s) for s in seeds.split(",")] if seeds else None
     except ValueError:
         fail(f"--seeds expects comma-separated integers, got {seeds!r}")
-    result = run_bench(name, out, seed_list)
+    try:
+        options = parse_options(name, {"sets": sets} if sets is not None else {})
+    except ConfigError as exc:
+        fail(str(exc))
+    result = run_bench(name, out, seed_list, options)
     console.print_json(json.dumps(result))
     if not result.get("pass", False):
         raise typer.Exit(1)
@@ -273,6 +310,37 @@ def audit(
     console.print(f"report: [bold]{(out or run_dir / 'audit') / 'report.html'}[/]")
     if report["verdict"] == "FAIL":
         raise typer.Exit(1)
+
+
+@cli.command()
+def plot(
+    run_dir: Path = typer.Argument(..., help="a run directory (fedvault simulate --out)"),
+) -> None:
+    """Redraw a run's plots (RUN_DIR/plots/*.png) from its files; exit 2 for a bad run dir."""
+    from simulations.cli.report import ReportInputError, plot_run_dir
+
+    try:
+        written = plot_run_dir(run_dir)
+    except ReportInputError as exc:
+        fail(str(exc))
+    console.print(f"{run_dir / 'plots'}: {', '.join(written) or 'nothing to plot yet (no finished round)'}",
+                  soft_wrap=True)
+
+
+@cli.command()
+def report(
+    run_dirs: List[Path] = typer.Argument(..., help="one or more run directories"),
+    out: Path = typer.Option(..., "--out", help="the HTML file to write (self-contained)"),
+) -> None:
+    """One HTML page for one or more runs: config differences, curves, summaries, events, audit."""
+    from simulations.cli.report import ReportInputError, write_run_report
+
+    try:
+        page = write_run_report(run_dirs, out)
+    except ReportInputError as exc:
+        fail(str(exc))
+    console.print(f"report: [bold]{escape(str(page))}[/] ({len(run_dirs)} run{'s' if len(run_dirs) > 1 else ''})",
+                  soft_wrap=True)
 
 
 @cli.command()

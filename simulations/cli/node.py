@@ -1,9 +1,14 @@
 """`fedvault node`: one real client, i.e. a Flower SuperNode with fedvault's node config.
 
-The node's data come from its own disk (`--data-dir`, an image folder) or,
+The node's data come from its own disk (`--data-dir`, an image folder or an .npz file) or,
 for demos, from a partition of a bundled data set (`--partition i/n`) cut
 locally; a teacher checkpoint (`--teacher`) stays on this host. The process
 execs flower-supernode, so its PID is the SuperNode's and signals reach it.
+
+A run of a user's own method (`method = "mymethod:TinyCNN"`) needs that module on this
+host too: `--method-path DIR` (repeatable) names where it lies. The SuperNode starts a
+fresh flwr-clientapp process per message, which inherits the environment, so the
+directories travel in METHOD_PATH_ENV (methods/user_method.py reads it).
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clients.dp_policy import ALLOW_AUDIT, MAX_EPSILON, MIN_NOISE_MULTIPLIER, REQUIRE_DP
+from clients.node_device import NODE_DEVICE
+from methods.common.device import resolve_device
+from methods.config import ConfigError
+from methods.user_method import METHOD_PATH_ENV, PATH_ONLY_ENV, add_method_path, exported_method_path
 from simulations.deploy.local_federation import supernode_command
 from simulations.deploy.processes import free_port
 
@@ -39,6 +48,10 @@ class NodeOptions:
     min_noise_multiplier: float = 0.0
     max_epsilon: float = 0.0
     allow_audit: bool = False
+    # directories holding a user's method module (`mymethod:TinyCNN`), searched first
+    method_path: tuple[Path, ...] = ()
+    # this node's own device (clients/node_device.py): overrides the run config's `device`
+    device: str | None = None
 
 
 def parse_partition(text: str) -> tuple[int, int]:
@@ -58,8 +71,11 @@ def node_config(opts: NodeOptions) -> dict[str, str | int | float]:
         raise NodeArgumentError("give exactly one of --data-dir DIR or --partition i/n")
     config: dict[str, str | int] = {}
     if opts.data_dir is not None:
-        if not opts.data_dir.is_dir():
-            raise NodeArgumentError(f"--data-dir {opts.data_dir} does not exist")
+        # an image folder, or a NumPy .npz file (x, y[, x_test, y_test]; methods/common/npz.py)
+        if not (opts.data_dir.is_dir() or (opts.data_dir.is_file()
+                                           and opts.data_dir.suffix.lower() == ".npz")):
+            raise NodeArgumentError(f"--data-dir {opts.data_dir} does not exist or is neither an "
+                                    f"image folder nor an .npz file")
         config["data-dir"] = str(opts.data_dir.resolve())
     else:
         config["partition-id"], config["num-partitions"] = parse_partition(opts.partition)
@@ -68,6 +84,12 @@ def node_config(opts: NodeOptions) -> dict[str, str | int | float]:
             if key == "teacher" and not path.is_file():
                 raise NodeArgumentError(f"--teacher {path} does not exist")
             config[key] = str(path.resolve())
+    if opts.device is not None:
+        try:  # on this host, before the SuperNode starts: a device it lacks exits 2 here
+            resolve_device(opts.device, key="--device")
+        except ConfigError as exc:
+            raise NodeArgumentError(str(exc)) from None
+        config[NODE_DEVICE] = opts.device
     return {**config, **_policy_config(opts)}
 
 
@@ -106,10 +128,23 @@ def node_argv(opts: NodeOptions) -> list[str]:
     )
 
 
+def method_path_value(opts: NodeOptions) -> str:
+    """METHOD_PATH_ENV for the node's ClientApps: --method-path first, then any inherited."""
+    for directory in reversed(opts.method_path):  # each goes in front: keep their order
+        if not directory.is_dir():
+            raise NodeArgumentError(f"--method-path {directory} is not a directory")
+        add_method_path(directory)
+    return exported_method_path()
+
+
 def exec_node(opts: NodeOptions) -> None:
     argv = node_argv(opts)
+    method_path = method_path_value(opts)
     precheck(opts)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    os.environ[PATH_ONLY_ENV] = "1"  # the server's run config cannot name other modules
+    if method_path:
+        os.environ[METHOD_PATH_ENV] = method_path
     os.execvp(argv[0], argv)
 
 

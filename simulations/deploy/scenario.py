@@ -32,10 +32,19 @@ def node_policy_flags(spec: RunSpec) -> list[str]:
     return ["--require-dp"] + (["--allow-audit"] if spec.audit.enabled else [])
 
 
-def fedvault_node_command(launch: NodeLaunch, policy: tuple[str, ...] = ()) -> list[str]:
+def node_method_path_flags(scenario: str) -> list[str]:
+    """A scenario file's directory, where a user's `module:Class` lies, for the local nodes'
+    ClientApps; an operator on another host passes `--method-path` the same way."""
+    if not scenario.endswith(".toml"):
+        return []
+    return ["--method-path", str(Path(scenario).resolve().parent)]
+
+
+def fedvault_node_command(launch: NodeLaunch, flags: tuple[str, ...] = ()) -> list[str]:
+    """`fedvault node` for a local node; `flags`: its policy and method-path options."""
     argv = [sys.executable, "-m", "simulations.cli", "node", "--superlink", launch.superlink,
             "--port", str(launch.port), "--partition", f"{launch.index}/{launch.num_nodes}",
-            *policy]
+            *flags]
     if launch.insecure:
         return argv + ["--insecure"]
     argv += ["--root-certificates", str(launch.root_certificates)]
@@ -108,9 +117,9 @@ def deploy(
 def _deploy_in(workdir: Path, scenario: str, spec: RunSpec, overrides: Mapping[str, str], *,
                nodes: int, run_dir: Path, secure: bool, on_record: Callable[[dict], None],
                on_started: Callable[[LocalFederation], None], resume: bool) -> str:
-    policy = tuple(node_policy_flags(spec))
+    flags = tuple(node_policy_flags(spec) + node_method_path_flags(scenario))
     with LocalFederation(workdir, nodes, secure=secure,
-                         node_command=lambda launch: fedvault_node_command(launch, policy)) as fed:
+                         node_command=lambda launch: fedvault_node_command(launch, flags)) as fed:
         on_started(fed)
         run_id = fed.submit(APP_DIR, run_config(scenario, overrides, run_dir, secure, resume))
         deadline, seen = time.monotonic() + run_timeout(spec), 0

@@ -26,7 +26,7 @@ def test_a_run_inside_every_band_passes_all_of_them():
 ])
 def test_one_seed_outside_a_band_fails_that_band_only(over, band):
     verdicts = judge({0: _summary(), 1: _summary(**over)})
-    assert not verdicts[band]["pass"]
+    assert not verdicts[band]["pass"] and verdicts[band]["seed_pass"] == {0: True, 1: False}
     assert all(v["pass"] for name, v in verdicts.items() if name != band)
 
 

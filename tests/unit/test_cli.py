@@ -146,3 +146,15 @@ def test_a_resumed_deployment_keeps_its_config(fedvault_cli, tmp_path):
     run.save_checkpoint({}, {"round": 1})
     proc = fedvault_cli("deploy", "--nodes", "2", "--resume", str(run.path), "--set", "seed=3")
     assert proc.returncode == 2 and "--set cannot be combined" in proc.stdout.replace("\n", " ")
+
+
+def test_the_summary_table_counts_node_devices_instead_of_listing_every_node():
+    from rich.console import Console
+
+    from simulations.cli.app import summary_table
+
+    console = Console(width=200, record=True)
+    console.print(summary_table({"node_devices": {f"p{i}": "cpu" for i in range(40)}
+                                 | {"p40": "cuda:0"}}))
+    text = console.export_text()
+    assert "cpu × 40, cuda:0 × 1" in text and "p39" not in text

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_node_dispatches_exactly_the_contract_phases():
-    assert len(set(PHASES)) == len(PHASES) == 12
+    assert len(set(PHASES)) == len(PHASES) == 13
     assert set(NODE_PHASES) == set(PHASES)
     assert INFO not in PHASES  # the handshake has its own handler (clients/app.py)
 

@@ -42,14 +42,23 @@ def test_the_split_follows_the_protocol(split):
     assert split.test.x.shape == (1000, 1, 14, 28)
     assert np.bincount(split.test.left).tolist() == [100] * 10
     assert np.bincount(split.probe.left).tolist() == [5] * 10  # 5 labelled canvases per class
+    # The server's validation canvases: 20 training digits per class, paired like the probe.
+    assert np.bincount(split.val.left).tolist() == [20] * 10
     assert len(split.nodes) == 6
-    # The remaining 3,950 digits are shared out, each paired within its node into 2×|share|.
-    assert sum(len(n) for n in split.nodes) == 2 * (4000 - 50)
-    assert all(640 <= len(n) / 2 <= 680 for n in split.nodes)
+    # The remaining 3,750 digits are shared out, each paired within its node into 2×|share|.
+    assert sum(len(n) for n in split.nodes) == 2 * (4000 - 50 - 200)
+    assert all(600 <= len(n) / 2 <= 650 for n in split.nodes)
 
 
-def test_nodes_probe_and_test_hold_disjoint_digits(split):
-    groups = [_halves(n) for n in split.nodes] + [_halves(split.probe), _halves(split.test)]
+def test_without_a_validation_split_the_nodes_keep_every_other_digit(split):
+    old = canvas_split(resolve("fedsa", {"seed": "0", "fedsa.val-per-class": "0"}))
+    assert old.val is None and sum(len(n) for n in old.nodes) == 2 * (4000 - 50)
+    assert np.array_equal(old.probe.x, split.probe.x)  # carving validation moves no probe
+
+
+def test_nodes_probe_validation_and_test_hold_disjoint_digits(split):
+    groups = [_halves(n) for n in split.nodes] + [_halves(split.probe), _halves(split.test),
+                                                   _halves(split.val)]
     for i, a in enumerate(groups):
         for b in groups[i + 1:]:
             assert not a & b
@@ -87,3 +96,25 @@ def test_fedsa_refuses_another_data_set():
 
     with pytest.raises(ConfigError, match="mnist5k"):
         canvas_split(resolve("fedsa", {"data.dataset": "digits"}))
+
+
+def test_color32_canvases_are_cifar_shaped_with_the_same_protocol():
+    split = canvas_split(resolve("fedsa", {"fedsa.canvas": "color32"}))
+    assert split.test.x.shape == (500, 3, 32, 32) and split.test.x.dtype == np.float32
+    assert np.bincount(split.probe.left).tolist() == [5] * 10
+    assert np.bincount(split.val.left).tolist() == [20] * 10
+    assert sum(len(n) for n in split.nodes) == 2 * (1200 - 50 - 200)
+    halves = [{h.tobytes() for h in g.x[:, :, :, :16]}
+              for g in (*split.nodes, split.probe, split.val, split.test)]
+    assert all(not a & b for i, a in enumerate(halves) for b in halves[i + 1:])
+    # A class is its colour pattern, but 5 labels per class are far from enough: the nearest
+    # class mean of all node halves tells most test canvases apart, that of the probe not.
+
+    def nearest_mean_accuracy(x, y):
+        means = np.stack([x[y == c][:, :, :, :16].mean(axis=0) for c in range(10)])
+        dist = ((split.test.x[:, None, :, :, :16] - means[None]) ** 2).sum(axis=(2, 3, 4))
+        return (dist.argmin(1) == split.test.left).mean()
+
+    nodes = nearest_mean_accuracy(np.concatenate([n.x for n in split.nodes]),
+                                  np.concatenate([n.left for n in split.nodes]))
+    assert nodes > 0.8 and nearest_mean_accuracy(split.probe.x, split.probe.left) < nodes - 0.2

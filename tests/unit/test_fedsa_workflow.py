@@ -29,9 +29,23 @@ from tests.inprocess_grid import InProcessGrid, partition_nodes
 
 pytestmark = pytest.mark.unit
 
-FAST = {"num-server-rounds": "2", "fedsa.reselect-every": "1", "fedsa.teacher-epochs": "1",
+# The plumbing tests (tampering, faults, resume, ordering) need no trained teacher.
+FAST = {"num-server-rounds": "2", "fedsa.reselect-every": "1", "fedsa.teacher-epochs": "0",
         "fedsa.probe-epochs": "2", "fedsa.adapt-epochs": "2", "fedsa.batch-size": "256",
         "fedsa.selection": "topk", "node-wait-timeout": "2"}
+# The honest run learns: teachers good enough for saliency to rank them (3 epochs, validation
+# accuracy 0.66-0.95), the protocol's probe fit and adaptation, 2 rounds of topk distillation.
+# Seed 0, measured on 2026-12 (torch 2.13 CPU, 1 thread): test accuracy 0.494 vs scratch 0.438
+# (+5.6 points), validation 0.480 vs 0.455 (+2.5); first-selection similarity p0-p2
+# 0.940-0.944, p3-p5 0.914-0.927 (gap 0.021). The thresholds below are about half of these.
+# The adaptation is pinned at 0.1 × the head's rate, the setting these figures were taken
+# with: the shipped default (0, a frozen backbone, chosen on validation over 15 rounds by
+# `bench fedsa-choose`) gains only +1.3 test points after these 2 rounds (0.453 vs 0.440),
+# too little for a threshold that cannot flake. The bench measures the default.
+LEARNING = {**FAST, "fedsa.teacher-epochs": "3", "fedsa.teacher-lr": "0.01",
+            "fedsa.batch-size": "64", "fedsa.probe-epochs": "30", "fedsa.adapt-epochs": "60",
+            "fedsa.adapt-backbone-lr": "0.1"}
+MIN_TEST_GAIN, MIN_VAL_GAIN, MIN_SIMILARITY_GAP = 0.028, 0.0125, 0.01
 
 
 def _run(tmp_path, grid, name="run", **over):
@@ -65,16 +79,13 @@ def _current_phase(grid) -> str:
 @pytest.fixture(scope="module")
 def honest(tmp_path_factory):
     grid = InProcessGrid(partition_nodes(6))
-    summary, run = _run(tmp_path_factory.mktemp("honest"), grid)
+    summary, run = _run(tmp_path_factory.mktemp("honest"), grid, **LEARNING)
     return grid, summary, run
 
 
 def test_a_run_reports_the_issue_summary(honest):
     _, summary, run = honest
-    assert 0.0 <= summary["accuracy"] <= 1.0 and 0.0 <= summary["accuracy_scratch"] <= 1.0
     assert set(summary["similarity"]) == {f"p{i}" for i in range(6)}
-    assert all(0.5 <= s <= 1.0 for s in summary["similarity"].values())  # sim_i / N_p
-    assert summary["selection_precision"] in (0.0, 0.5, 1.0)  # top-2 at the first selection
     assert [s["round"] for s in summary["selected"]] == [1, 2]
     assert all(sum(s["draws"].values()) == 2 for s in summary["selected"])
     assert summary["teacher_weights_sent"] is False and summary["bytes_from_teachers"] > 0
@@ -82,6 +93,31 @@ def test_a_run_reports_the_issue_summary(honest):
     # Adaptation is measured at the end of every selection period (here every round).
     assert phases == [(0, "teacher"), (0, "prefit"), (1, "select"), (1, "distill"), (1, "adapt"),
                       (2, "select"), (2, "distill"), (2, "adapt")]
+
+
+def test_distilling_the_selected_teachers_beats_the_probe_only_student(honest):
+    # Scratch is the same pre-fitted student adapted with the same seed and head: without
+    # distillation the two figures would be equal, so the gain is the amalgamation's.
+    _, summary, _ = honest
+    assert summary["accuracy"] >= summary["accuracy_scratch"] + MIN_TEST_GAIN
+    assert summary["val_accuracy"] >= summary["val_accuracy_scratch"] + MIN_VAL_GAIN
+
+
+def test_saliency_ranks_the_left_digit_teachers_first(honest):
+    _, summary, _ = honest
+    similarity = summary["similarity"]  # sim_i / N_p at the first selection
+    ranked = sorted(similarity, key=lambda key: -similarity[key])
+    assert set(ranked[:3]) == {"p0", "p1", "p2"}  # L:0-4, L:5-9, L:parity: the relevant ones
+    assert summary["selection_precision"] == 1.0 and summary["relevant_share"] == 1.0
+    assert summary["similarity_gap"] >= MIN_SIMILARITY_GAP
+
+
+def test_the_test_canvases_are_read_for_the_final_figures_only(honest):
+    _, summary, run = honest
+    adapts = [m for m in _metrics(run) if m["phase"] == "adapt"]
+    assert "accuracy" not in adapts[0] and adapts[0]["val_accuracy"] is not None  # round 1
+    assert adapts[-1]["accuracy"] == summary["accuracy"]  # the last round: the final figure
+    assert adapts[-1]["val_accuracy"] == summary["val_accuracy"]
 
 
 def test_no_teacher_or_translator_tensor_is_in_any_message_a_node_sends(honest):

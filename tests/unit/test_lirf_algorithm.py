@@ -125,3 +125,22 @@ def test_module_hash_finds_the_module_under_any_name_the_server_might_receive():
     assert holds_module({f"shallow.{k}": v for k, v in module.items()}, sha)  # as a "target"
     assert holds_module(recovered_arrays(arrays, module), sha)  # under "deposit."
     assert module_sha256({**module, "x": np.zeros(1)}) != sha
+
+
+def test_sample_level_loss_anchors_retained_rows_and_trains_t_r_only_on_members():
+    net = DepositNet(_net(), MASK).train()
+    x, y = torch.randn(8, 1, 28, 28), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    out = net(x)
+    losses = []
+    for member in (None, torch.ones(8, dtype=torch.bool)):  # all rows in D_r: the class level
+        torch.manual_seed(0)
+        losses.append(deposit_loss(out, y, MASK, temperature=4.0, alpha=0.8, member=member))
+    assert torch.allclose(losses[0], losses[1])
+    retained = deposit_loss(net(x), y, MASK, temperature=4.0, alpha=0.8,
+                            member=torch.zeros(8, dtype=torch.bool))
+    again = deposit_loss(net(x), y, MASK, temperature=4.0, alpha=0.8,
+                         member=torch.zeros(8, dtype=torch.bool))
+    assert retained.item() == again.item()  # no random labels on retained samples
+    retained.backward()
+    assert all(p.grad is None for p in net.deposit.parameters())  # T_r learns D_r only
+    assert any(p.grad.abs().sum() > 0 for p in net.target.shallow.parameters())

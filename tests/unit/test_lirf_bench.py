@@ -1,8 +1,11 @@
-"""The LIRF bench's band checks (simulations/bench/lirf.py) on hand-made summaries."""
+"""The LIRF bench's band checks (simulations/bench/lirf.py) on hand-made summaries, its
+class sets drawn at random per seed, and its per-set "k of n seeds"."""
 
 import pytest
+from typer.testing import CliRunner
 
-from simulations.bench.lirf import bands, row
+from simulations.bench import lirf as bench_lirf
+from simulations.bench.lirf import CLASS_SETS, bands, drawn_sets, row
 
 pytestmark = pytest.mark.unit
 
@@ -60,3 +63,49 @@ def test_a_difference_of_exactly_the_band_counts_as_within():
     assert verdicts["recovered_dep_diff"]["pass"]
     assert not bands(_summary(original__dep_acc=192 / 200,
                               recovered__dep_acc=197 / 200))["recovered_dep_diff"]["pass"]
+
+
+def test_each_seed_draws_its_own_reproducible_sets_of_two_or_three_classes():
+    # the sets the docstring (and docs/results.md) name: a change of generator shows here
+    assert drawn_sets(0) == ["0,4,6", "4,6,7", "2,3,9"]
+    assert drawn_sets(1) == ["1,9", "1,7,8", "1,3,6"]
+    many = drawn_sets(5, count=40)
+    assert len(set(many)) == 40 and not set(many) & set(CLASS_SETS)
+    assert {len(s.split(",")) for s in many} == {2, 3}
+
+
+def test_the_bench_runs_fixed_and_drawn_sets_and_counts_seeds_per_set(monkeypatch):
+    seen = []
+
+    def fake_simulate(seed, classes, run_dir, extra=()):
+        seen.append((seed, classes))
+        if (seed, classes) == (1, "4,5"):
+            return {"error": "exit 1"}
+        return _summary(target__dep_acc=0.35 if (seed, classes) == (2, "0,1,2") else 0.20)
+
+    monkeypatch.setattr(bench_lirf, "simulate", fake_simulate)
+    result = bench_lirf.run(seeds=[0, 1, 2], sets=3)
+    assert sorted(seen) == sorted((s, c) for s in (0, 1, 2) for c in [*CLASS_SETS, *drawn_sets(s)])
+    assert result["sets"]["1"] == ["0,1,2", "4,5", "1,9", "1,7,8", "1,3,6"]
+    fixed = result["by_set"]["0,1,2"]["target_dep_acc"]
+    assert (fixed["k_of_n"], fixed["seed_pass"]) == ("2 of 3", {0: True, 1: True, 2: False})
+    assert fixed["mean"] == pytest.approx(0.25)
+    assert result["by_set"]["4,5"]["target_H"]["k_of_n"] == "2 of 3"  # the crashed run counts
+    assert result["by_set"]["1,9"]["target_H"]["k_of_n"] == "2 of 2"  # drawn by seeds 1 and 2
+    assert result["by_band"]["target_dep_acc"]["all_runs"]["k_of_n"] == "13 of 15"
+    assert result["by_band"]["target_dep_acc"]["drawn_sets"]["k_of_n"] == "9 of 9"
+    assert result["failed_runs"] == ["4,5/s1"] and not result["pass"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["bench", "lirf", "--sets", "three"], "--sets expects an integer between 0 and 163"),
+    (["bench", "lirf", "--sets", "-1"], "--sets must be between 0 and 163"),
+    (["bench", "ltl", "--sets", "3"], "--sets applies to bench lirf only, not 'ltl'"),
+])
+def test_a_bad_sets_option_exits_2_with_one_line_before_any_run(monkeypatch, args, needle):
+    from simulations.cli.app import cli
+
+    monkeypatch.setattr(bench_lirf, "simulate", lambda *a, **k: pytest.fail("a run started"))
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and result.output.count("\n") == 1

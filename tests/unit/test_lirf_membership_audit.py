@@ -13,7 +13,7 @@ from sklearn.metrics import auc, roc_curve
 from methods.lirf.metrics import membership_auc, membership_roc, roc_problem
 from protos.contract import (CONFIG, DEPOSIT_ACCURACY, DEPOSIT_CLASSES, MAX_ROC_POINTS, METRICS,
                             MIA_AUC, ROC_FPR, ROC_TPR)
-from server.lirf import _audit_check
+from server.lirf_checks import audit_check as _audit_check
 
 pytestmark = pytest.mark.unit
 

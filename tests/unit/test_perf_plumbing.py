@@ -86,16 +86,6 @@ def test_scale_clients_share_shards_beyond_the_data_size():
     assert verdict({1000: flat, 10000: slow})["pass"] is False
 
 
-def test_lirf_speed_needs_the_deposit_to_forget_as_well_as_to_be_fast():
-    from simulations.bench.lirf_speed import figures
-
-    summary = {"deposit_seconds": 10.0, "retrain_seconds": 50.0,
-               "target": {"dep_acc": 0.2}, "retrain": {"dep_acc": 0.0}}
-    assert figures(summary)["ratio"] == pytest.approx(5.0) and figures(summary)["forgot"]
-    summary["target"]["dep_acc"] = 0.6  # fast, but it did not forget: no win
-    assert figures(summary)["forgot"] is False
-
-
 def test_wire_bytes_count_every_array_of_a_message():
     from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 

@@ -20,6 +20,7 @@ def test_bands_use_the_issue_margins_on_the_mean_over_seeds():
     # dual − body − 0.03: +0.01 and −0.01 → mean 0: passes
     assert verdict["dual_beats_body"]["per_seed"] == {0: 0.01, 1: -0.01}
     assert verdict["dual_beats_body"]["pass"]
+    assert verdict["dual_beats_body"]["k_of_n"] == "1 of 2"  # the mean passes, seed 1 alone does not
     assert verdict["multiscale_train_recall"]["pass"]
     # 0.50 − 0.505 + 0.01 = 0.005 and 0.50 − 0.52 + 0.01 = −0.01: mean −0.0025 fails
     assert not verdict["multiscale_train_vs_multiscale_test"]["pass"]
