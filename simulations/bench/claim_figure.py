@@ -32,6 +32,8 @@ CLAIM_JUDGES = {
     "style-gnn": "simulations.bench.style_gnn:judge",
     "dynast": "simulations.bench.dynast:judge",
     "pose": "simulations.bench.pose:judge",
+    "fedsa": "simulations.bench.fedsa:judge",
+    "lirf": "simulations.bench.lirf:judge",
 }
 VERDICT_COLOUR = {True: "#1a7f37", False: "#c62828"}
 

@@ -123,6 +123,14 @@ def bands(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
             for name, value in measured(summary).items()}
 
 
+def judge(summaries: dict[int, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The bands over runs of one class set, by seed ("k of n seeds"); the claim figure of a
+    single run (simulations/bench/claim_figure.py) is this with one seed."""
+    figures = {seed: measured(summary) for seed, summary in summaries.items()}
+    return {name: band(rule, {seed: f[name] for seed, f in figures.items()}, seed_ok=ok)
+            for name, (rule, ok) in RULES.items()}
+
+
 def row(summary: dict[str, Any]) -> dict[str, Any]:
     """The README table's figures of one run."""
     figures = {f"{model}.{key}": summary[model][key] for model, keys in (

@@ -162,3 +162,19 @@ def test_the_report_gives_each_runs_audit_verdict_and_links_its_report_from_the_
     assert '<span class="badge fail">FAIL</span> <a href="../a/run/audit/report.html">' in page
     assert f"not audited (fedvault audit {plain.path})" in page
     assert "1 key differs" in page and "<td>fedavg.lr</td><td>—</td><td>0.1</td>" in page
+
+
+def test_fedsa_and_lirf_runs_get_their_benchs_claim_figure_too():
+    from simulations.bench import fedsa, lirf
+
+    run = {"accuracy": 0.50, "accuracy_scratch": 0.40, "selection": "sampled",
+           "selection_precision": 1.0, "similarity_gap": 0.03}
+    bands = fedsa.judge({0: run})
+    assert bands["G2"]["pass"] and "sampled accuracy" in bands["G2"]["rule"]
+    assert not fedsa.judge({0: {**run, "accuracy": 0.44}})["G2"]["pass"]
+    summary = {"original": {"pre_acc": 0.96, "dep_acc": 0.98}, "target": {"pre_acc": 0.96,
+               "dep_acc": 0.35, "H": 0.75}, "recovered": {"pre_acc": 0.95, "dep_acc": 0.98},
+               "retrain_seconds": 20.0, "deposit_seconds": 4.0, "deposit_module_on_server": False}
+    bands = lirf.judge({0: summary})
+    assert not bands["target_dep_acc"]["pass"] and not bands["target_H"]["pass"]
+    assert bands["recovered_dep_diff"]["pass"] and bands["deposit_module_on_server"]["pass"]
