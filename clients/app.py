@@ -19,6 +19,7 @@ from flwr.clientapp import ClientApp
 from clients.dp_policy import NodePolicy
 from clients.node_data import NodeFacts, describe_node, node_facts
 from clients.phases import PHASES
+from clients.secure_aggregation import secure_aggregation_mod
 from methods.base import RunSpec
 from methods.resolve import run_spec_from_json
 from protos import fedvault_pb2 as pb
@@ -26,7 +27,8 @@ from protos.codec import encode
 from protos.contract import CONFIG, INFO, NODE_INFO
 from protos.records import error_content, read_header
 
-app = ClientApp()
+# SecAgg+ rounds pass through Flower's mod; every other message goes straight to a handler
+app = ClientApp(mods=[secure_aggregation_mod])
 
 # ErrorReply codes
 BAD_REQUEST = 1

@@ -23,9 +23,10 @@ from torch import nn
 from methods.common.datasets import ArrayDataset, load_dataset
 from methods.config import Bound, ConfigError, DataConfig, FederationConfig, kebab, to_flat
 from methods.privacy_config import AuditConfig, DPConfig
+from methods.secagg_config import SecAggConfig
 
 # Cross-cutting config sections every method accepts (`dp.target-epsilon`, `audit.enabled`).
-CROSS_CUTTING = {"dp": DPConfig, "audit": AuditConfig}
+CROSS_CUTTING = {"dp": DPConfig, "audit": AuditConfig, "secagg": SecAggConfig}
 
 
 @dataclass(frozen=True)
@@ -96,13 +97,14 @@ class StageResult:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """A fully resolved run: federation + data + the method's own config (+ dp, audit)."""
+    """A fully resolved run: federation + data + the method's own config (+ dp, audit, secagg)."""
 
     federation: FederationConfig
     data: DataConfig
     method: Any
     dp: DPConfig = DPConfig()
     audit: AuditConfig = AuditConfig()
+    secagg: SecAggConfig = SecAggConfig()
     method_section: str = ""
     """The method's config section, its `name`, when `federation.method` is another name for
     it: a user's `mymethod:TinyCNN` keeps its keys under `[tinycnn]` (methods/resolve.py)."""

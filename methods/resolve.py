@@ -59,8 +59,10 @@ def parse_run_spec(flat: Mapping[str, Any]) -> RunSpec:
     data = build_dataclass(DataConfig, data_values, "data.")
     method_cfg = _method_config(method, method_name, method_values)
     sections = {s: build_dataclass(cls, cross[s], s + ".") for s, cls in CROSS_CUTTING.items()}
-    return RunSpec(federation, data, method_cfg, **sections,
+    spec = RunSpec(federation, data, method_cfg, **sections,
                    method_section="" if section == method_name else section)
+    validate_secure_aggregation(spec, method)
+    return spec
 
 
 def _method_config(method: Method, method_name: str, values: Mapping[str, Any]) -> Any:
@@ -109,5 +111,44 @@ def validate_federation(fed: FederationConfig) -> None:
         problems.append(f"krum tolerates byzantine-nodes=f only with >= 2f+3 sampled nodes, not {sampled}")
     if fed.aggregation == "trimmed-mean" and not 0 < 2 * fed.byzantine_nodes < sampled:
         problems.append(f"trimmed-mean needs 0 < 2*byzantine-nodes < sampled nodes ({sampled})")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def validate_secure_aggregation(spec: RunSpec, method: Method) -> None:
+    """What SecAgg+ cannot run with: the server sees only the sum of the updates, so
+    anything that needs one node's update is refused here, before anything starts."""
+    if not spec.secagg.enabled:
+        return
+    secagg, fed = spec.secagg, spec.federation
+    sampled = fed.sampled_per_round
+    problems = []
+    if method.workflow != "rounds":
+        problems.append(f"method {spec.method_name!r} runs the {method.workflow!r} workflow; "
+                        "SecAgg+ runs in the standard round loop only (fedavg, dp-fedavg, "
+                        "a user's round-loop method)")
+    if fed.aggregation != "fedavg":
+        problems.append(f"aggregation={fed.aggregation} needs each node's update; "
+                        "SecAgg+ gives the server only their sum (use aggregation=fedavg)")
+    if spec.audit.enabled:
+        problems.append("audit.enabled reads each node's update (white-box canaries); "
+                        "SecAgg+ gives the server only their sum (audit a run without secagg)")
+    if spec.dp.enabled and spec.dp.level == "client":
+        problems.append("dp.level=client clips each update on the server, which SecAgg+ hides; "
+                        "use dp.level=sample (each node noises its own update)")
+    if sampled < 2:
+        problems.append(f"SecAgg+ needs at least 2 sampled nodes per round (got {sampled}: "
+                        "num-clients × fraction-train)")
+    shares = secagg.shares_for(sampled)
+    if secagg.num_shares > sampled:
+        problems.append(f"secagg.num-shares={secagg.num_shares} exceeds the {sampled} nodes "
+                        "sampled per round (0 = every sampled node)")
+    threshold = secagg.threshold_for(sampled)
+    if threshold > shares:
+        problems.append(f"secagg.reconstruction-threshold={threshold} exceeds the "
+                        f"{shares} shares of a round with {sampled} sampled nodes")
+    elif secagg.num_shares and threshold >= shares:
+        problems.append(f"secagg.reconstruction-threshold={threshold} must be below "
+                        f"secagg.num-shares={shares} (Flower's SecAgg+ rule)")
     if problems:
         raise ConfigError("; ".join(problems))

@@ -37,6 +37,11 @@ refuses replies with ERROR[ERROR_PAYLOAD] (an ErrorReply) instead. The membershi
 handshake (Flower message type "query.info") carries a header with phase INFO and is
 answered with CONFIG[NODE_INFO]; it is not one of the PHASES a node dispatches.
 
+Under secagg.enabled, train and private-train requests also carry Flower's SecAgg+ record
+("secaggplus_configs", its key and fields are Flower's), and three more exchanges per round
+carry that record alone (setup, share keys, unmask). The reply's ARRAYS are emptied on the
+node; the masked update travels in that record (server/secure_aggregation.py).
+
 lirf-audit: the non-members are the server's own test examples (losses of the audited
 model, with their labels, so that the owner can keep those of its deposit classes);
 the owner computes its members' losses on D_r and replies with the AUC and at most

@@ -324,6 +324,26 @@ class Federation:
         `on_reject(reply, reason)` sees each reply that carried content but failed `check`:
         the server received it even though it aggregates none of it (the DP ledger
         accounts such releases too)."""
+        replies = self.relay(messages, rnd, phase)
+        valid = [r for r in replies if self.accept(r, rnd, phase, check, on_reject)]
+        self.note_devices(valid)
+        return self.in_order(valid)
+
+    def note_devices(self, replies: Iterable[Message]) -> None:
+        """Record the device each valid reply names (untrusted text: kept only when it
+        reads as a device label)."""
+        for reply in replies:
+            label = reported_label(reply.content.config_records.get(CONFIG, {}).get(DEVICE))
+            if label is not None:
+                self.devices[self.node_key(reply.metadata.src_node_id)] = label
+
+    def in_order(self, replies: Iterable[Message]) -> list[Message]:
+        """Replies in partition order (aggregation and the ledger never depend on arrival)."""
+        return sorted(replies, key=lambda r: self._order(r.metadata.src_node_id))
+
+    def relay(self, messages: Iterable[Message], rnd: int, phase: str) -> list[Message]:
+        """Send, wait at most round-timeout, and return every reply, errors included; a
+        node that sent none is logged and dropped from the federation."""
         messages = list(messages)
         timeout = self.spec.federation.round_timeout
         replies = self._send_and_receive(messages, timeout)
@@ -335,12 +355,7 @@ class Federation:
                     f"round {rnd} {phase}: {self.label(msg.metadata.dst_node_id)} sent no reply "
                     f"within {timeout:.0f} s; dropped from the federation"
                 )
-        valid = [r for r in replies if self._accept(r, rnd, phase, check, on_reject)]
-        for reply in valid:  # untrusted text: kept only when it reads as a device label
-            label = reported_label(reply.content.config_records.get(CONFIG, {}).get(DEVICE))
-            if label is not None:
-                self.devices[self.node_key(reply.metadata.src_node_id)] = label
-        return sorted(valid, key=lambda r: self._order(r.metadata.src_node_id))
+        return replies
 
     def _send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:
         if not isinstance(self.grid, HttpGrid):
@@ -364,7 +379,7 @@ class Federation:
         record = self.nodes.get(node_id)
         return record.sort_key() if record else (1 << 30, "", node_id)
 
-    def _accept(
+    def accept(
         self,
         reply: Message,
         rnd: int,

@@ -192,6 +192,8 @@ class PrivacyHooks(RoundHooks):
             "batch_size": self.spec.method.batch_size,
         }
         line.update({k.replace("-", "_"): figures[k] for k in LEDGER_EXTRA if k in figures})
+        if self.spec.secagg.enabled:  # what the server saw of this release: a masked vector
+            line["secure_aggregation"] = True
         line["steps_planned"] = self._planned_steps(line.get("num_examples"))
         if line["steps_planned"] is not None and line["steps"] != line["steps_planned"]:
             self.run.log_event(

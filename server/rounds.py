@@ -26,7 +26,8 @@ from server.privacy_hooks import privacy_hooks
 from server.round_hooks import RoundHooks
 from server.run_dir import RunDirectory
 from server.strategy import method_strategy
-from server.validation import check_update
+from server.secure_aggregation import SecureRound
+from server.validation import check_masked_update, check_update
 
 # An update larger than this many times the global model is rejected.
 MAX_UPDATE_FACTOR = 1.5
@@ -91,6 +92,13 @@ def run_rounds(
                             max_examples=fed.example_bound(reply.metadata.src_node_id, spec),
                             ) or hooks.check(reply)
 
+    def check_masked(reply: Message) -> str | None:
+        return check_masked_update(
+            reply.content, arrays, max_examples=fed.example_bound(reply.metadata.src_node_id, spec),
+        ) or hooks.check(reply)
+
+    secure = SecureRound(fed, spec) if spec.secagg.enabled else None
+
     for rnd in range(state["round"] + 1, spec.federation.num_server_rounds + 1):
         started = time.perf_counter()
         sampled = hooks.admit(rnd, fed.sample(rnd))
@@ -102,19 +110,26 @@ def run_rounds(
             rnd, to_array_record(arrays), header_config(spec, rnd, hooks.train_phase),
             SampledGrid(sampled),
         )
-        replies = fed.exchange(
-            hooks.prepare(rnd, list(messages)), rnd, Phase.TRAIN, check,
-            on_reject=lambda reply, why, rnd=rnd: hooks.reject(rnd, reply, why),
-        )
-        hooks.observe(rnd, replies, arrays)
+        requests = hooks.prepare(rnd, list(messages))
+        on_reject = lambda reply, why, rnd=rnd: hooks.reject(rnd, reply, why)  # noqa: E731
         train_metrics: dict[str, Any] = {}
-        if replies:
-            aggregated, metrics = strategy.aggregate_train(rnd, replies)
-            arrays = from_array_record(aggregated)
-            train_metrics = dict(metrics or {})
-            updated_rounds += 1
+        if secure is not None:  # the server sees only the sum (server/secure_aggregation.py)
+            new_arrays, replies = secure(rnd, requests, arrays, check_masked, on_reject)
+            hooks.observe(rnd, replies, arrays)
+            if new_arrays is not None:
+                arrays = new_arrays
+                train_metrics = {TRAIN_LOSS: weighted_mean(replies, TRAIN_LOSS)}
+                updated_rounds += 1
         else:
-            run.log_event(f"round {rnd}: no valid update; the global model is unchanged")
+            replies = fed.exchange(requests, rnd, Phase.TRAIN, check, on_reject=on_reject)
+            hooks.observe(rnd, replies, arrays)
+            if replies:
+                aggregated, metrics = strategy.aggregate_train(rnd, replies)
+                arrays = from_array_record(aggregated)
+                train_metrics = dict(metrics or {})
+                updated_rounds += 1
+            else:
+                run.log_event(f"round {rnd}: no valid update; the global model is unchanged")
         figures = federated(rnd, arrays, sampled) if federated else evaluate(arrays)
         record = {
             "round": rnd,
@@ -142,6 +157,14 @@ def run_rounds(
     return {"accuracy": figures.get("accuracy"), "loss": figures.get("loss"),
             "diverged": watch.diverged, **({"evaluation": "federated"} if federated else {}),
             **hooks.finish(arrays)}
+
+
+def weighted_mean(replies: list[Message], key: str) -> float | None:
+    """The example-weighted mean of a metric the replies carry (None when none does)."""
+    pairs = [(r.content[METRICS][key], r.content[METRICS][NUM_EXAMPLES]) for r in replies
+             if key in r.content[METRICS]]
+    total = sum(n for _, n in pairs)
+    return sum(v * n for v, n in pairs) / total if total else None
 
 
 def save_state(run: RunDirectory, state: dict[str, Any]) -> None:

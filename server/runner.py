@@ -78,6 +78,7 @@ def open_run(job: Job) -> tuple[RunDirectory, RunSpec, dict[str, Any]]:
         "scenario": job.scenario,
         "run": job.spec.to_flat(),
         "seed": job.spec.federation.seed,
+        "secure_aggregation": job.spec.secagg.enabled,  # the server sees only sums of updates
         "versions": _versions(),
         "deployment": job.deployment,
     }
@@ -132,6 +133,7 @@ def _run_job(grid: Grid, job: Job) -> dict[str, Any]:
         "wall_seconds": prior_seconds + time.perf_counter() - started,
         "device": device_label(device),  # the server's; config.json's run.device is the request
         "node_devices": dict(sorted(fed.devices.items())),  # as the nodes reported them
+        "secure_aggregation": spec.secagg.enabled,
         **run.config().get("deployment", {}),
     }
     run.write_summary(summary)

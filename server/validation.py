@@ -9,11 +9,13 @@ The reason of a rejection is a short sentence that goes to events.log.
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Mapping
 
 import numpy as np
-from flwr.app import ArrayRecord, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
 
 from protos.contract import ARRAYS, METRICS, NUM_EXAMPLES
 
@@ -76,4 +78,40 @@ def _check_array(key: str, array, ref: np.ndarray) -> str | None:
         return f"{key}: decoded shape {value.shape} != expected {ref.shape}"
     if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
         return f"{key}: contains NaN or infinite values"
+    return None
+
+
+def check_masked_update(
+    content: RecordDict,
+    template: Mapping[str, np.ndarray],
+    *,
+    max_examples: int | None = None,
+) -> str | None:
+    """None when a SecAgg+ reply may join the masked sum, else why not.
+
+    What the server can check of it: the example count (in the clear, it weighs the
+    update) and that the masked vector has the shapes Flower's workflow will add up (the
+    factor, then one integer array per global array), so a malformed one is a dropout
+    rather than a crash of the sum. Its values are masked: no finiteness or size check
+    can see them; `secagg.clipping-range` bounds each coordinate on the node instead."""
+    metrics = content.get(METRICS)
+    if not isinstance(metrics, MetricRecord) or NUM_EXAMPLES not in metrics:
+        return f"reply has no MetricRecord {METRICS!r} with {NUM_EXAMPLES!r}"
+    reason = _check_examples(metrics[NUM_EXAMPLES], max_examples)
+    if reason:
+        return reason
+    configs = content.get(RECORD_KEY_CONFIGS)
+    vectors = configs.get(Key.MASKED_PARAMETERS) if isinstance(configs, ConfigRecord) else None
+    if not isinstance(vectors, list) or not all(isinstance(v, bytes) for v in vectors):
+        return f"reply has no masked vector ({RECORD_KEY_CONFIGS}[{Key.MASKED_PARAMETERS}])"
+    expected = [(1,)] + [tuple(np.shape(a)) for a in template.values()]
+    if len(vectors) != len(expected):
+        return f"masked vector has {len(vectors)} arrays, the model {len(expected)}"
+    for key, data, shape in zip(["factor", *template], vectors, expected):
+        try:
+            value = np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - untrusted bytes
+            return f"{key}: cannot decode masked array ({type(exc).__name__})"
+        if value.shape != shape or not np.issubdtype(value.dtype, np.integer):
+            return f"{key}: masked array {value.shape} {value.dtype} != expected {shape} integers"
     return None

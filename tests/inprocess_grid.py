@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from flwr.app import Context, Message, RecordDict
+from flwr.common.serde import message_from_proto, message_to_proto
 from flwr.supercore.task_identity import TaskIdentity
 
 from clients.app import app as client_app
@@ -50,7 +51,9 @@ class InProcessGrid:
             self.sent.append(msg)
             if node_id in self.dead:
                 continue
-            reply = client_app(msg, self.contexts[node_id])
+            # a copy, as the wire gives each node its own (a handler may edit its message:
+            # Flower's SecAgg+ mod pops keys from a record every node's message shares)
+            reply = client_app(message_from_proto(message_to_proto(msg)), self.contexts[node_id])
             if self.tamper is not None:
                 reply = self.tamper(node_id, reply)
             self.replies.append((node_id, reply))

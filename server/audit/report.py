@@ -302,6 +302,7 @@ def _run_section(run: RunDirectory, config: dict, spec: RunSpec, metrics: list[d
         ).hexdigest(),
         "dp": {k: v for k, v in spec.to_flat().items() if k.startswith("dp.")},
         "audit": {k: v for k, v in spec.to_flat().items() if k.startswith("audit.")},
+        "secure_aggregation": spec.secagg.enabled,
     }
 
 

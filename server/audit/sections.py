@@ -39,6 +39,15 @@ GUARANTEE_SCOPE = (
     "<br>Threat model: the server sees every client update (no secure aggregation); the "
     "white-box canary audit uses exactly that view."
 )
+SECURE_AGGREGATION_SCOPE = (
+    "<br>Threat model: secure aggregation (Flower's SecAgg+) was on. The server saw each "
+    "round's weighted mean of the surviving nodes' updates, never one node's update; it "
+    "still saw each node's example count, its DP ledger entry and its other reply metrics "
+    "in the clear. This holds against a server that follows the protocol: Flower's SecAgg+ "
+    "has no consistency check, so a server that tells some nodes a neighbour dropped and "
+    "others that it lives could unmask that neighbour's update. The ε above does not rely "
+    "on secure aggregation: each node's update is already DP on its own."
+)
 
 
 def f(value: Any, digits: int = 4) -> str:
@@ -92,10 +101,14 @@ def _verdict(report: dict) -> list[list[str]]:
 
 
 def _scope(report: dict) -> str:
+    scope = GUARANTEE_SCOPE
+    if report["run"].get("secure_aggregation"):
+        scope = scope.replace(GUARANTEE_SCOPE[GUARANTEE_SCOPE.index("<br>Threat model"):],
+                              SECURE_AGGREGATION_SCOPE)
     replayable = report["ledger"]["rng"].get(RNG_RUN_SEED)
     if not replayable:
-        return GUARANTEE_SCOPE
-    return GUARANTEE_SCOPE + (
+        return scope
+    return scope + (
         f"<br>THIS LEDGER SAYS rng = \"run-seed\" for {', '.join(replayable)}: "
         "their noise is not secret from the server (check A17)."
     )

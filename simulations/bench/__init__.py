@@ -33,6 +33,7 @@ BENCHES: dict[str, str] = {
     "deploy": "simulations.bench.deploy:run",
     "lirf-speed": "simulations.bench.lirf_speed:run",
     "lirf-choose": "simulations.bench.lirf_choose:run",
+    "secagg": "simulations.bench.secagg:run",  # SecAgg+ round time and bytes, 3/10/50 clients
     "faults": "simulations.bench.faults:run",
     "ltl": "simulations.bench.ltl:run",
     "attn-div": "simulations.bench.attn_div:run",

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from flwr.app import ArrayRecord, Context, Message, RecordDict
+from flwr.common.serde import message_from_proto, message_to_proto
 
 from protos.contract import Phase
 
@@ -88,9 +89,12 @@ class MeteredGrid:
 
         replies = []
         for msg in messages:
+            # the node gets its own copy, as over the wire (Flower's SecAgg+ mod edits the
+            # records it is sent, which its stage's messages share)
+            delivered = message_from_proto(message_to_proto(msg))
             phase = phase_of(msg)
             self._weigh(phase, "down", msg)
-            reply = client_app(msg, self.contexts[msg.metadata.dst_node_id])
+            reply = client_app(delivered, self.contexts[msg.metadata.dst_node_id])
             self._weigh(phase, "up", reply)
             replies.append(reply)
         return replies

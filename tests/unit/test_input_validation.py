@@ -72,6 +72,16 @@ def test_non_finite_floats_exit_2_before_anything_starts(no_run, tmp_path, item,
     (["fedavg.weight-decay=-0.1"], "fedavg.weight-decay must be >= 0 (got -0.1)"),
     (["seed=99999999999999999999999"], "seed must be a 64-bit integer"),
     (["data.partitioner=pathological", "data.classes-per-client=11"], "pathological split into num-clients=10 is impossible"),
+    (["secagg.enabled=true", "secagg.reconstruction-threshold=11"],
+     "secagg.reconstruction-threshold=11 exceeds the 10 shares of a round with 10 sampled nodes"),
+    (["secagg.enabled=true", "secagg.num-shares=5", "secagg.reconstruction-threshold=5"],
+     "secagg.reconstruction-threshold=5 must be below secagg.num-shares=5"),
+    (["secagg.num-shares=2"], "secagg.num-shares must be 0 (every sampled node) or >= 3"),
+    (["secagg.enabled=true", "aggregation=median"], "aggregation=median needs each node's update"),
+    (["secagg.enabled=true", "audit.enabled=true"], "audit.enabled reads each node's update"),
+    (["secagg.enabled=true", "dp.enabled=true", "dp.level=client"], "dp.level=client clips each update"),
+    (["secagg.enabled=true", "fraction-train=0.1"], "SecAgg+ needs at least 2 sampled nodes"),
+    (["secagg.modulus-range=3000000000"], "secagg.modulus-range must be"),
 ])
 def test_out_of_range_values_and_impossible_combinations_exit_2_naming_the_range(no_run, tmp_path, items, needle):
     out = tmp_path / "out"

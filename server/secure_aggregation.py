@@ -1,0 +1,217 @@
+"""One training round under SecAgg+: Flower's SecAggPlusWorkflow inside fedvault's round loop.
+
+Flower ships SecAgg+ (Bell et al., CCS 2020) as a workflow of its legacy API: it asks a
+legacy Strategy for the round's (ClientProxy, FitIns) pairs, runs four stages over the
+grid (setup, share keys, collect masked vectors, unmask) and hands the unmasked weighted
+mean to `Strategy.aggregate_fit`. fedvault keeps its own round loop (seeded sampling,
+reply checks, the DP ledger, checkpoints, resume; server/rounds.py) and runs the workflow
+as one call per round, through two narrow adapters and no change to Flower:
+
+- `_RoundNodes`, a legacy Strategy that names the nodes fedvault's seeded sampler drew and
+  keeps the mean the workflow unmasks;
+- `_ProtocolGrid`, the grid the workflow talks to. Every stage goes through
+  `Federation.relay` (the round timeout; a silent node is logged and dropped). In the
+  collect stage it puts fedvault's own training request for each node (RoundHeader,
+  global weights, DP ledger history) beside Flower's SecAgg+ config record, and screens
+  each reply as the round loop screens a plain one (an error, an implausible example
+  count, a DP reply without its ledger entry). A screened-out reply is handed to the
+  workflow as that node's error, so SecAgg+ treats it as a dropout: the node's masks are
+  rebuilt from its neighbours' shares and its update is left out of the sum.
+
+What the server holds after a round is exactly what SecAgg+ reveals: the weighted mean of
+the surviving nodes' updates, each node's example count, and what the reply carries
+beside the masked vector (METRICS, the DP ledger entry); the arrays of the reply are
+cleared on the node by Flower's mod (clients/secure_aggregation.py). A checkpoint is
+taken between rounds as in any run, so an interrupted round is run again from its start
+on resume, with fresh keys.
+
+Below the reconstruction threshold the workflow halts: the round is logged and skipped
+(the global model stays as it was), and the replies that reached the server are handed
+to `on_reject`, so the DP ledger still counts them as releases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+from flwr.app import ConfigRecord, Context, Error, Message, RecordDict
+from flwr.common import FitIns, Parameters, parameters_to_ndarrays
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
+from flwr.server.compat.grid_client_proxy import GridClientProxy
+from flwr.server.compat.legacy_context import LegacyContext
+from flwr.server.strategy import Strategy
+from flwr.server.workflow import SecAggPlusWorkflow
+from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
+from flwr.server.workflow.constant import Key as WorkflowKey
+
+from methods.base import RunSpec
+from protos.records import to_array_record
+from server.federation import Federation
+
+Check = Callable[[Message], "str | None"]
+OnReject = Callable[[Message, str], None]
+
+# Flower's ErrorCode for a reply the server refused (any code makes the workflow drop it)
+SCREENED_OUT = 0
+# Pairwise masks per node below which a run is warned: each is seeded with 32 bits
+SAFE_NEIGHBOURS = 4
+
+
+class SecureRound:
+    """Runs one round's training exchange under SecAgg+ (server/rounds.py calls it)."""
+
+    def __init__(self, fed: Federation, spec: RunSpec) -> None:
+        self.fed, self.spec = fed, spec
+        self.warned = False
+
+    def __call__(self, rnd: int, requests: list[Message], arrays: dict[str, np.ndarray],
+                 check: Check, on_reject: OnReject,
+                 ) -> tuple[dict[str, np.ndarray] | None, list[Message]]:
+        """(new global weights, or None if the round halted; the replies that count)."""
+        nodes = [m.metadata.dst_node_id for m in requests]
+        secagg = self.spec.secagg
+        threshold = secagg.threshold_for(len(nodes))
+        if len(nodes) < max(2, threshold):
+            self.fed.run.log_event(
+                f"round {rnd}: secure aggregation needs at least {max(2, threshold)} nodes "
+                f"(reconstruction threshold {threshold}), {len(nodes)} are left; round skipped")
+            return None, []
+        self._warn_weak_masking(len(nodes))
+        grid = _ProtocolGrid(self.fed, rnd, requests, check, on_reject)
+        strategy = _RoundNodes(nodes, grid)
+        workflow = SecAggPlusWorkflow(
+            # 1.0 = every sampled node (Flower's proportion form): an int must be >= 3
+            num_shares=1.0 if secagg.shares_for(len(nodes)) == len(nodes) else secagg.num_shares,
+            reconstruction_threshold=threshold,
+            max_weight=secagg.max_weight or self._max_weight(nodes),
+            clipping_range=secagg.clipping_range,
+            quantization_range=secagg.quantization_range,
+            modulus_range=secagg.modulus_range,
+            timeout=self.spec.federation.round_timeout,
+        )
+        workflow(grid, _legacy_context(rnd, strategy))
+        if strategy.mean is None:
+            self.fed.run.log_event(
+                f"round {rnd}: secure aggregation halted (fewer live nodes than the "
+                f"reconstruction threshold {threshold}); round skipped, the global model "
+                "is unchanged")
+            for reply in grid.masked:
+                on_reject(reply, "secure aggregation halted: the sum was never unmasked")
+            return None, []
+        new = {k: (arrays[k] + update).astype(arrays[k].dtype)
+               for k, update in zip(arrays, strategy.mean, strict=True)}
+        survivors = [r for r in grid.masked if r.metadata.src_node_id in strategy.summed]
+        return new, self.fed.in_order(survivors)
+
+    def _warn_weak_masking(self, sampled: int) -> None:
+        """Once per run: how much search would unmask one update (docs/secure_aggregation.md).
+
+        Flower expands every mask with numpy's MT19937 from its seed folded to 32 bits
+        (flwr.common.secure_aggregation.secaggplus_utils.pseudo_rand_gen). The server
+        rebuilds each live node's self-mask during unmasking, as SecAgg+ intends, so one
+        update stays hidden behind its k pairwise masks only: a search over 2^(32·k) seeds."""
+        neighbours = self.spec.secagg.shares_for(sampled) - 1
+        if neighbours >= SAFE_NEIGHBOURS or self.warned:
+            return
+        self.warned = True
+        self.fed.run.log_event(
+            f"warning: secure aggregation with {neighbours} neighbours per node: Flower's masks "
+            f"are seeded with 32 bits each, so a server that searches 2^{32 * neighbours} seeds "
+            f"could unmask one update; with >= {SAFE_NEIGHBOURS + 1} shares per round "
+            f"(secagg.num-shares, nodes sampled) that search is 2^{32 * SAFE_NEIGHBOURS}")
+
+    def _max_weight(self, nodes: list[int]) -> float:
+        """The largest example count a sampled node may claim (Flower's max_weight)."""
+        return float(max(self.fed.example_bound(n, self.spec) for n in nodes))
+
+
+def _legacy_context(rnd: int, strategy: Strategy) -> LegacyContext:
+    """What SecAggPlusWorkflow reads: the round number (and an empty parameters record:
+    the FitIns it sends are empty, fedvault's request carries the weights)."""
+    state = RecordDict({
+        MAIN_CONFIGS_RECORD: ConfigRecord({WorkflowKey.CURRENT_ROUND: rnd}),
+        MAIN_PARAMS_RECORD: to_array_record({}),
+    })
+    context = Context(run_id=0, node_id=0, node_config={}, state=state, run_config={})
+    return LegacyContext(context, strategy=strategy)
+
+
+class _RoundNodes(Strategy):
+    """The legacy Strategy SecAggPlusWorkflow asks for a round's nodes and hands the mean."""
+
+    def __init__(self, nodes: list[int], grid: Any) -> None:
+        self.proxies = [GridClientProxy(node_id, grid, run_id=0) for node_id in nodes]
+        self.mean: list[np.ndarray] | None = None
+        self.summed: set[int] = set()
+
+    def configure_fit(self, server_round, parameters, client_manager):
+        empty = FitIns(Parameters(tensors=[], tensor_type=""), {})
+        return [(proxy, empty) for proxy in self.proxies]
+
+    def aggregate_fit(self, server_round, results, failures):
+        # every result carries the same unmasked mean; the nodes it came from are the
+        # ones whose masked vectors were summed
+        if results:
+            self.mean = parameters_to_ndarrays(results[0][1].parameters)
+            self.summed = {proxy.node_id for proxy, _ in results}
+        return None, {}
+
+    # The workflow calls only the two above; the rest of the interface is not used.
+    def initialize_parameters(self, client_manager):
+        return None
+
+    def configure_evaluate(self, server_round, parameters, client_manager):
+        return []
+
+    def aggregate_evaluate(self, server_round, results, failures):
+        return None, {}
+
+    def evaluate(self, server_round, parameters):
+        return None
+
+
+class _ProtocolGrid:
+    """The grid SecAggPlusWorkflow sends its four stages through (see the module doc)."""
+
+    def __init__(self, fed: Federation, rnd: int, requests: list[Message],
+                 check: Check, on_reject: OnReject) -> None:
+        self.fed, self.rnd, self.check, self.on_reject = fed, rnd, check, on_reject
+        self.requests = {m.metadata.dst_node_id: m for m in requests}
+        self.masked: list[Message] = []  # the collect stage's accepted replies
+
+    def send_and_receive(self, messages: Iterable[Message], *,
+                         timeout: float | None = None) -> list[Message]:
+        messages = list(messages)
+        if not messages:
+            return []
+        stage = messages[0].content.config_records[RECORD_KEY_CONFIGS][Key.STAGE]
+        collect = stage == Stage.COLLECT_MASKED_VECTORS
+        if collect:
+            messages = [self._with_request(m) for m in messages]
+        replies = self.fed.relay(messages, self.rnd, f"secagg {stage}")
+        if not collect:
+            return replies
+        sent = {m.metadata.dst_node_id: m for m in messages}
+        screened = []
+        for reply in replies:
+            node = reply.metadata.src_node_id
+            if self.fed.accept(reply, self.rnd, "secagg collect", self.check, self.on_reject):
+                self.masked.append(reply)
+                screened.append(reply)
+            elif not reply.has_error():  # the workflow drops a node whose reply is an error
+                screened.append(Message(Error(SCREENED_OUT, "reply screened out by the server"),
+                                        reply_to=sent[node]))
+            else:
+                screened.append(reply)
+        self.fed.note_devices(self.masked)
+        return screened
+
+    def _with_request(self, message: Message) -> Message:
+        """fedvault's training request for the node, with Flower's SecAgg+ configs added."""
+        node = message.metadata.dst_node_id
+        content = RecordDict(dict(self.requests[node].content.items()))
+        content[RECORD_KEY_CONFIGS] = message.content.config_records[RECORD_KEY_CONFIGS]
+        return Message(content, dst_node_id=node, message_type=message.metadata.message_type,
+                       group_id=message.metadata.group_id)
