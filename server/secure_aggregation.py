@@ -45,6 +45,7 @@ from flwr.server.strategy import Strategy
 from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD
 from flwr.server.workflow.constant import Key as WorkflowKey
+from flwr.supercore.primitives.asymmetric import bytes_to_public_key
 
 from methods.base import RunSpec
 from protos.records import to_array_record
@@ -69,15 +70,37 @@ class SecureRound:
     def __call__(self, rnd: int, requests: list[Message], arrays: dict[str, np.ndarray],
                  check: Check, on_reject: OnReject,
                  ) -> tuple[dict[str, np.ndarray] | None, list[Message]]:
-        """(new global weights, or None if the round halted; the replies that count)."""
+        """(new global weights, or None if the round was skipped; the replies that count).
+
+        Flower's workflow recovers a node lost in the collect or unmask stage, but one lost
+        in setup or key sharing leaves it without that node's key shares at unmasking, so
+        the round would halt after every node trained. Such a loss stops the attempt before
+        anyone trains, and the protocol starts again with the nodes that answered (each
+        restart drops at least one node; none of them has released anything yet)."""
+        active = [m.metadata.dst_node_id for m in requests]
+        while True:
+            threshold = self.spec.secagg.threshold_for(len(active))
+            if len(active) < max(2, threshold):
+                self.fed.run.log_event(
+                    f"round {rnd}: secure aggregation needs at least {max(2, threshold)} nodes "
+                    f"(reconstruction threshold {threshold}), {len(active)} are left; "
+                    "round skipped")
+                return None, []
+            try:
+                return self._attempt(rnd, [m for m in requests if m.metadata.dst_node_id
+                                           in active], arrays, check, on_reject, threshold)
+            except _LostBeforeTraining as lost:
+                active = [n for n in active if n not in lost.nodes]
+                self.fed.run.log_event(
+                    f"round {rnd}: {len(lost.nodes)} node(s) left secure aggregation before "
+                    f"training ({', '.join(self.fed.label(n) for n in sorted(lost.nodes))}); "
+                    f"the protocol starts again with the other {len(active)}")
+
+    def _attempt(self, rnd: int, requests: list[Message], arrays: dict[str, np.ndarray],
+                 check: Check, on_reject: OnReject, threshold: int,
+                 ) -> tuple[dict[str, np.ndarray] | None, list[Message]]:
         nodes = [m.metadata.dst_node_id for m in requests]
         secagg = self.spec.secagg
-        threshold = secagg.threshold_for(len(nodes))
-        if len(nodes) < max(2, threshold):
-            self.fed.run.log_event(
-                f"round {rnd}: secure aggregation needs at least {max(2, threshold)} nodes "
-                f"(reconstruction threshold {threshold}), {len(nodes)} are left; round skipped")
-            return None, []
         self._warn_weak_masking(len(nodes))
         grid = _ProtocolGrid(self.fed, rnd, requests, check, on_reject)
         strategy = _RoundNodes(nodes, grid)
@@ -91,14 +114,18 @@ class SecureRound:
             modulus_range=secagg.modulus_range,
             timeout=self.spec.federation.round_timeout,
         )
-        workflow(grid, _legacy_context(rnd, strategy))
+        why = (f"halted (fewer live nodes than the reconstruction threshold {threshold})")
+        try:
+            workflow(grid, _legacy_context(rnd, strategy))
+        except _LostBeforeTraining:
+            raise
+        except Exception as exc:  # noqa: BLE001 - replies are untrusted input: a round, not the run
+            strategy.mean, why = None, f"failed ({type(exc).__name__}: {exc})"
         if strategy.mean is None:
-            self.fed.run.log_event(
-                f"round {rnd}: secure aggregation halted (fewer live nodes than the "
-                f"reconstruction threshold {threshold}); round skipped, the global model "
-                "is unchanged")
+            self.fed.run.log_event(f"round {rnd}: secure aggregation {why}; round skipped, the "
+                                   "global model is unchanged")
             for reply in grid.masked:
-                on_reject(reply, "secure aggregation halted: the sum was never unmasked")
+                on_reject(reply, "secure aggregation stopped: the sum was never unmasked")
             return None, []
         new = {k: (arrays[k] + update).astype(arrays[k].dtype)
                for k, update in zip(arrays, strategy.mean, strict=True)}
@@ -136,6 +163,14 @@ def _legacy_context(rnd: int, strategy: Strategy) -> LegacyContext:
     })
     context = Context(run_id=0, node_id=0, node_config={}, state=state, run_config={})
     return LegacyContext(context, strategy=strategy)
+
+
+class _LostBeforeTraining(Exception):
+    """Nodes lost in setup or key sharing: the attempt stops before anyone trains."""
+
+    def __init__(self, nodes: set[int]) -> None:
+        super().__init__(f"{len(nodes)} node(s) lost before training")
+        self.nodes = nodes
 
 
 class _RoundNodes(Strategy):
@@ -191,21 +226,29 @@ class _ProtocolGrid:
         if collect:
             messages = [self._with_request(m) for m in messages]
         replies = self.fed.relay(messages, self.rnd, f"secagg {stage}")
-        if not collect:
-            return replies
         sent = {m.metadata.dst_node_id: m for m in messages}
         screened = []
         for reply in replies:
             node = reply.metadata.src_node_id
-            if self.fed.accept(reply, self.rnd, "secagg collect", self.check, self.on_reject):
+            if reply.has_error():  # the workflow drops a node whose reply is an error
+                screened.append(reply)
+            elif collect and self.fed.accept(reply, self.rnd, "secagg collect", self.check,
+                                             self.on_reject):
                 self.masked.append(reply)
                 screened.append(reply)
-            elif not reply.has_error():  # the workflow drops a node whose reply is an error
+            elif not collect and (reason := malformed(stage, reply, set(self.requests))) is None:
+                screened.append(reply)
+            else:
+                if not collect:
+                    self.fed.run.log_event(f"round {self.rnd} secagg {stage}: "
+                                           f"{self.fed.label(node)} rejected: {reason}")
                 screened.append(Message(Error(SCREENED_OUT, "reply screened out by the server"),
                                         reply_to=sent[node]))
-            else:
-                screened.append(reply)
         self.fed.note_devices(self.masked)
+        if stage in (Stage.SETUP, Stage.SHARE_KEYS):
+            lost = set(sent) - {r.metadata.src_node_id for r in screened if not r.has_error()}
+            if lost:  # see SecureRound.__call__: start again without them
+                raise _LostBeforeTraining(lost)
         return screened
 
     def _with_request(self, message: Message) -> Message:
@@ -215,3 +258,44 @@ class _ProtocolGrid:
         content[RECORD_KEY_CONFIGS] = message.content.config_records[RECORD_KEY_CONFIGS]
         return Message(content, dst_node_id=node, message_type=message.metadata.message_type,
                        group_id=message.metadata.group_id)
+
+
+# What each stage's reply must hold for Flower's workflow to read it: {stage: {key: type}}
+_STAGE_REPLY = {
+    Stage.SETUP: {Key.PUBLIC_KEY_1: bytes, Key.PUBLIC_KEY_2: bytes},
+    Stage.SHARE_KEYS: {Key.DESTINATION_LIST: int, Key.CIPHERTEXT_LIST: bytes},
+    Stage.UNMASK: {Key.NODE_ID_LIST: int, Key.SHARE_LIST: bytes},
+}
+# the pair of lists of a stage whose lengths must agree, the first naming nodes
+_PAIRED = {Stage.SHARE_KEYS: (Key.DESTINATION_LIST, Key.CIPHERTEXT_LIST),
+           Stage.UNMASK: (Key.NODE_ID_LIST, Key.SHARE_LIST)}
+
+
+def malformed(stage: str, reply: Message, nodes: set[int]) -> str | None:
+    """Why a setup, share-keys or unmask reply cannot be handed to Flower's workflow, which
+    trusts its shape (a missing key or an unknown node id there would stop the round with
+    an exception, and a public key its neighbours cannot decode would fail them all);
+    None when it can. The rest of its cryptographic content is Flower's to check."""
+    configs = reply.content.config_records.get(RECORD_KEY_CONFIGS)
+    if configs is None:
+        return f"no {RECORD_KEY_CONFIGS} record"
+    for key, kind in _STAGE_REPLY.get(stage, {}).items():
+        value = configs.get(key)
+        items = value if isinstance(value, list) else [value]
+        if value is None or not all(isinstance(v, kind) and not isinstance(v, bool)
+                                    for v in items):
+            return f"{key!r} is missing or not {kind.__name__}"
+    if stage == Stage.SETUP:
+        for key in (Key.PUBLIC_KEY_1, Key.PUBLIC_KEY_2):
+            try:  # Flower's own decoder: what every neighbour will do with it
+                bytes_to_public_key(configs[key])
+            except Exception:  # noqa: BLE001 - untrusted bytes
+                return f"{key!r} is not a public key"
+    if stage in _PAIRED:
+        ids, payloads = (configs[k] for k in _PAIRED[stage])
+        ids, payloads = (v if isinstance(v, list) else [v] for v in (ids, payloads))
+        if len(ids) != len(payloads):
+            return f"{len(ids)} node ids for {len(payloads)} payloads"
+        if not set(ids) <= nodes:
+            return "names nodes outside this round"
+    return None

@@ -3,14 +3,16 @@
 Workflows run against it exactly as against Flower's grids, in seconds and
 without Ray, and every message and reply is recorded for inspection. Nodes
 listed in `dead` never answer (a killed SuperNode); `tamper` may rewrite a
-node's replies (a malicious or broken client).
+node's replies (a malicious or broken client). As over the wire, each node gets its own
+copy of a message, and a ClientApp that raises answers with Flower's error reply.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from flwr.app import Context, Message, RecordDict
+from flwr.app import Context, Error, Message, RecordDict
+from flwr.common.constant import ErrorCode
 from flwr.common.serde import message_from_proto, message_to_proto
 from flwr.supercore.task_identity import TaskIdentity
 
@@ -53,7 +55,12 @@ class InProcessGrid:
                 continue
             # a copy, as the wire gives each node its own (a handler may edit its message:
             # Flower's SecAgg+ mod pops keys from a record every node's message shares)
-            reply = client_app(message_from_proto(message_to_proto(msg)), self.contexts[node_id])
+            delivered = message_from_proto(message_to_proto(msg))
+            try:
+                reply = client_app(delivered, self.contexts[node_id])
+            except Exception as exc:  # as Flower's runtimes answer a ClientApp that raises
+                reply = Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
+                                      reason=f"{type(exc)}:<'{exc}'>"), reply_to=delivered)
             if self.tamper is not None:
                 reply = self.tamper(node_id, reply)
             self.replies.append((node_id, reply))

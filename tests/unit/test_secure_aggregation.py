@@ -227,3 +227,39 @@ def test_a_server_killed_mid_protocol_resumes_the_round_with_fresh_keys(tmp_path
     assert resumed["accuracy"] == pytest.approx(full["accuracy"], abs=0.02)
     metrics = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert [m["replies"] for m in metrics] == [3, 3]
+
+
+def _tamper_stage(node: int, stage_key: str, edit):
+    """Rewrite `node`'s replies that carry `stage_key` in Flower's SecAgg+ record."""
+    def tamper(node_id, reply):
+        configs = reply.content.config_records.get(RECORD_KEY_CONFIGS) if reply.has_content() else None
+        if node_id == node and configs is not None and stage_key in configs:
+            edit(configs)
+        return reply
+    return tamper
+
+
+@pytest.mark.parametrize("stage_key,edit,why", [
+    (Key.PUBLIC_KEY_1, lambda c: c.pop(Key.PUBLIC_KEY_1), "'pk1' is missing"),
+    (Key.DESTINATION_LIST, lambda c: c.__setitem__(Key.DESTINATION_LIST, [999999]),
+     "1 node ids for"),
+    (Key.NODE_ID_LIST, lambda c: c.__setitem__(Key.NODE_ID_LIST, [999999] * len(c[Key.SHARE_LIST])),
+     "names nodes outside this round"),
+])
+def test_a_malformed_protocol_reply_is_rejected_and_logged_never_a_crash(tmp_path, stage_key, edit, why):
+    grid = InProcessGrid(partition_nodes(3), tamper=_tamper_stage(1002, stage_key, edit))
+    summary, _ = _run(tmp_path, "bad", grid, **{"secagg.enabled": "true"})
+    events = (tmp_path / "bad" / "events.log").read_text()
+    assert "rejected: " in events and why in events, events
+    assert summary["rounds"] == 2  # the run went on: a dropout, or a logged skipped round
+
+
+def test_a_public_key_that_does_not_decode_is_screened_out_and_the_others_start_again(tmp_path):
+    grid = InProcessGrid(partition_nodes(3), tamper=_tamper_stage(
+        1002, Key.PUBLIC_KEY_1, lambda c: c.__setitem__(Key.PUBLIC_KEY_1, b"not a key")))
+    summary, _ = _run(tmp_path, "garbage", grid, **{"secagg.enabled": "true"})
+    events = (tmp_path / "garbage" / "events.log").read_text()
+    metrics = [json.loads(line) for line in (tmp_path / "garbage" / "metrics.jsonl").read_text().splitlines()]
+    assert "'pk1' is not a public key" in events, events
+    assert "left secure aggregation before training" in events and "with the other 2" in events
+    assert [m["replies"] for m in metrics] == [2, 2] and summary["rounds"] == 2
