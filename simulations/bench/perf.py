@@ -1,8 +1,9 @@
 """Measurement helpers shared by the performance benches (docs/performance.md).
 
 The machines are shared and noisy, so every figure is a ratio of medians taken
-side by side in one run; memory is read from /proc (psutil is not a dependency)
-and summed over a process and all its descendants (Ray's raylet, GCS and
+side by side in one run, with CPU-seconds beside wall time (a loaded machine stretches
+wall time, not the work done); memory and CPU time are read from /proc (psutil is not a
+dependency) and summed over a process and all its descendants (Ray's raylet, GCS and
 workers, Flower's SuperLink, SuperNodes and app processes).
 """
 
@@ -54,35 +55,61 @@ def flatness(values: Sequence[float], after: int = 2, tolerance: float = 0.10) -
     return {"max_deviation": worst, "tolerance": tolerance, "pass": bool(worst <= tolerance)}
 
 
-# --- memory: resident set size from /proc ----------------------------------------------
+# --- memory and CPU time of a process tree, from /proc ------------------------------------
 
-def _read_ppid_and_rss(pid: int, proc: Path) -> tuple[int, int] | None:
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _read_stat(pid: int, proc: Path) -> tuple[int, int, float] | None:
+    """(ppid, resident bytes, CPU seconds) of one process: its own user + system time and
+    that of its children it has reaped (a SuperNode's finished ClientApp processes)."""
     try:
         fields = (proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):  # the process exited while we looked
         return None
-    # After "pid (comm)": state ppid ... ; rss (pages) is field 24 overall, index 21 here.
-    return int(fields[1]), int(fields[21]) * PAGE
+    # After "pid (comm)", field k of proc(5) is at index k - 3: ppid 4, utime 14, stime 15,
+    # cutime 16, cstime 17, rss (pages) 24.
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return int(fields[1]), int(fields[21]) * PAGE, ticks / CLOCK_TICKS
+
+
+def _tree(root: int | None, proc: Path) -> list[tuple[int, int, float]]:
+    """The stat rows of `root` (default: this process) and all its descendants."""
+    root = os.getpid() if root is None else root
+    table: dict[int, tuple[int, int, float]] = {}
+    for entry in proc.iterdir():
+        if entry.name.isdigit() and (row := _read_stat(int(entry.name), proc)):
+            table[int(entry.name)] = row
+    children: dict[int, list[int]] = {}
+    for pid, row in table.items():
+        children.setdefault(row[0], []).append(pid)
+    rows, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        if pid in table:
+            rows.append(table[pid])
+        stack.extend(children.get(pid, []))
+    return rows
 
 
 def tree_rss(root: int | None = None, proc: Path = Path("/proc")) -> dict[str, int]:
     """Resident bytes of `root` (default: this process) and of all its descendants."""
-    root = os.getpid() if root is None else root
-    table: dict[int, tuple[int, int]] = {}
-    for entry in proc.iterdir():
-        if entry.name.isdigit() and (row := _read_ppid_and_rss(int(entry.name), proc)):
-            table[int(entry.name)] = row
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    total, count, stack = 0, 0, [root]
-    while stack:
-        pid = stack.pop()
-        if pid in table:
-            total += table[pid][1]
-            count += 1
-        stack.extend(children.get(pid, []))
-    return {"rss_bytes": total, "processes": count}
+    rows = _tree(root, proc)
+    return {"rss_bytes": sum(row[1] for row in rows), "processes": len(rows)}
+
+
+def tree_cpu_seconds(root: int | None = None, proc: Path = Path("/proc")) -> float:
+    """CPU seconds (user + system) spent so far by `root` (default: this process) and its
+    descendants, those still running and those they reaped. A process that exits without
+    being reaped inside the tree is lost from the count (none of Ray's or Flower's do while
+    a bench measures)."""
+    return sum(row[2] for row in _tree(root, proc))
+
+
+def per_round(start: float, ends: Sequence[float]) -> list[float]:
+    """Per-round amounts from a running total sampled at the start and each round's end."""
+    edges = [start, *ends]
+    return [b - a for a, b in itertools.pairwise(edges)]
 
 
 class PeakRss:
@@ -145,5 +172,4 @@ def run_child(module: str, *args: str, timeout: float = 900) -> dict[str, Any]:
 
 def round_seconds(started: float, ends: Sequence[float]) -> list[float]:
     """Durations of consecutive rounds from their end times (the first from `started`)."""
-    edges = [started, *ends]
-    return [b - a for a, b in itertools.pairwise(edges)]
+    return per_round(started, ends)

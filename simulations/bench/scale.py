@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simulations.bench.perf import PeakRss, flatness, round_seconds, run_child, steady_state, tree_rss
+from simulations.bench.perf import (PeakRss, flatness, per_round, round_seconds, run_child,
+                                    steady_state, tree_cpu_seconds, tree_rss)
 
 SIZES = (1_000, 10_000)
 SAMPLED, ROUNDS, SHARDS = 10, 20, 1_000
@@ -75,11 +76,13 @@ def measure(num_clients: int, seed: int = 0, rounds: int = ROUNDS) -> dict[str, 
     from simulations.simulate import run_in_process
 
     torch.set_num_threads(1)
-    ends, rss = [], []
+    ends, rss, cpu_ends = [], [], []
+    cpu_start = tree_cpu_seconds()
 
     def progress(record: dict[str, Any]) -> None:
         ends.append(time.perf_counter())
         rss.append(tree_rss()["rss_bytes"])
+        cpu_ends.append(tree_cpu_seconds())
 
     spec = scale_spec(num_clients, seed, rounds)
     with tempfile.TemporaryDirectory(prefix="fvscale-") as tmp, PeakRss() as peak:
@@ -88,8 +91,11 @@ def measure(num_clients: int, seed: int = 0, rounds: int = ROUNDS) -> dict[str, 
         run_in_process(job, num_clients, client=sharded_client_app())
         summary = json.loads((Path(tmp) / "run" / "summary.json").read_text())
     seconds = round_seconds(started, ends)
+    cpu = per_round(cpu_start, cpu_ends)
     return {"num_clients": num_clients, "round_seconds": seconds,
-            "steady_seconds": steady_state(seconds, warmup=2), "rss_per_round": rss,
+            "steady_seconds": steady_state(seconds, warmup=2),
+            "round_cpu_seconds": cpu, "steady_cpu_seconds": steady_state(cpu, warmup=2),
+            "rss_per_round": rss,
             "peak_rss": peak.peak, "summary_num_clients": summary["num_clients"],
             "accuracy": summary["accuracy"]}
 
@@ -104,7 +110,10 @@ def verdict(by_size: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "ratio": time_ratio, "tolerance": TIME_TOLERANCE,
         "pass": bool(abs(time_ratio - 1) <= TIME_TOLERANCE)}
     return {"checks": checks, "peak_rss_ratio": large["peak_rss"] / small["peak_rss"],
-            "round_time_ratio": time_ratio, "pass": all(c["pass"] for c in checks.values())}
+            "round_time_ratio": time_ratio,
+            # CPU-seconds of the whole process tree per steady round, beside wall time
+            "round_cpu_ratio": large["steady_cpu_seconds"] / small["steady_cpu_seconds"],
+            "pass": all(c["pass"] for c in checks.values())}
 
 
 def run(out: Path | None = None, seeds: list[int] | None = None) -> dict[str, Any]:

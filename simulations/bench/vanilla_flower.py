@@ -26,6 +26,7 @@ from clients.tasks import local_seed
 from methods.base import RunSpec
 from methods.registry import get_method
 from protos.contract import partition_key
+from simulations.bench.perf import per_round, tree_cpu_seconds
 
 RoundClock = Callable[[int, dict[str, float]], None]
 
@@ -139,10 +140,17 @@ def vanilla_apps(spec: RunSpec, clock: RoundClock) -> tuple[Any, Any]:
 
 
 class Recorder:
-    """A round clock: keeps (perf_counter() at the round's end, its figures)."""
+    """A round clock: keeps (perf_counter() at the round's end, its figures), and the CPU
+    seconds of this process tree at its start and at each round's end."""
 
     def __init__(self) -> None:
         self.rounds: list[tuple[float, dict[str, float]]] = []
+        self.cpu_start = tree_cpu_seconds()
+        self.cpu_ends: list[float] = []
 
     def __call__(self, rnd: int, figures: dict[str, float]) -> None:
         self.rounds.append((time.perf_counter(), dict(figures)))
+        self.cpu_ends.append(tree_cpu_seconds())
+
+    def round_cpu_seconds(self) -> list[float]:
+        return per_round(self.cpu_start, self.cpu_ends)

@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from simulations.bench.perf import flatness, ratio_check, round_seconds, steady_state, tree_rss
+from simulations.bench.perf import (flatness, per_round, ratio_check, round_seconds, steady_state,
+                                    tree_cpu_seconds, tree_rss)
 
 pytestmark = pytest.mark.unit
 
@@ -46,6 +47,24 @@ def test_tree_rss_counts_a_childs_memory():
         child.kill()
         child.wait()
     assert tree_rss(os.getpid())["processes"] >= 1
+
+
+def test_tree_cpu_seconds_counts_a_running_child_and_a_reaped_grandchild():
+    # the child spins 0.3 CPU-s in a grandchild it waits for (reaped: its parent's cutime),
+    # then 0.3 CPU-s itself, and sleeps until it is read
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+    script = (f"import subprocess, sys, time\nsubprocess.run([sys.executable, '-c', {burn!r}])\n"
+              f"{burn}print('done', flush=True)\ntime.sleep(30)\n")
+    before = tree_cpu_seconds()
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "done"
+        assert tree_cpu_seconds(child.pid) >= 0.55  # 0.6 spun, less the clock's rounding
+        assert tree_cpu_seconds() - before >= 0.55
+    finally:
+        child.kill()
+        child.wait()
+    assert per_round(1.0, [1.5, 2.5]) == [0.5, 1.0]
 
 
 def test_the_plain_loop_trains_exactly_what_fedvault_trains(tmp_path):
