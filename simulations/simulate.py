@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import tempfile
 from typing import Any
 
@@ -45,6 +46,22 @@ def simulation_env() -> None:
         os.environ[METHOD_PATH_ENV] = method_path
 
 
+def private_local_ray() -> None:
+    """Token authentication for the Ray this process starts (not for `--ray-address`).
+
+    A local Ray's GCS and raylets listen on every interface of the machine (measured with
+    Ray 2.55: `ss -ltnp` shows gcs_server and raylet on `*:PORT`), and anyone who reaches
+    them can run code as this user. With RAY_AUTH_MODE=token (Ray's own authentication)
+    they refuse every caller without this process's secret token, which its workers
+    inherit through the environment. One token per process, set once and kept: Ray reads
+    it when it first starts, and a later run in the same process must present the same.
+    A RAY_AUTH_MODE the user set is left as it is."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def backend_config(ray_address: str | None, num_cpus_per_client: float,
                    num_cpus: int | None = None, num_gpus_per_client: float = 0.0) -> dict[str, Any]:
     """`num_cpus` caps the local Ray's CPUs (benches pin the simulation to one core)."""
@@ -74,6 +91,8 @@ def run_in_process(job: Job, num_nodes: int, *, ray_address: str | None = None,
     from flwr.simulation import run_simulation
 
     simulation_env()
+    if not ray_address:
+        private_local_ray()
     if not verbose:
         logging.getLogger("flwr").setLevel(logging.WARNING)
         quiet_library_logs()  # Flower's run_simulation deprecation, Ray's GPU tip: why there
