@@ -229,13 +229,15 @@ def node(
     allow_audit: bool = typer.Option(False, "--allow-audit", help="with --require-dp: still answer the privacy audit phase (its scores are outside the guarantee)"),
     method_path: List[Path] = typer.Option([], "--method-path", help="a directory holding the module of a run's own method (method = \"module:Class\"); repeatable"),
     device: Optional[str] = typer.Option(None, "--device", help="this node's device: auto, cpu, cuda, cuda:<i>, mps (overrides the run config's `device`)"),
+    isolation: str = typer.Option("process", "--isolation", help="process: one long-lived ClientApp worker serves every message; subprocess: Flower's default, a flwr-clientapp process per message"),
 ) -> None:
     """Start one real client: a SuperNode whose data stay on this host."""
     from simulations.cli.node import NodeArgumentError, NodeOptions, exec_node
 
     opts = NodeOptions(superlink, root_certificates, auth_key, insecure, data_dir, partition,
                        teacher, state_dir, port, require_dp, min_noise_multiplier, max_epsilon,
-                       allow_audit, method_path=tuple(method_path), device=device)
+                       allow_audit, method_path=tuple(method_path), device=device,
+                       isolation=isolation)
     try:
         exec_node(opts)
     except NodeArgumentError as exc:

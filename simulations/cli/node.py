@@ -2,13 +2,20 @@
 
 The node's data come from its own disk (`--data-dir`, an image folder or an .npz file) or,
 for demos, from a partition of a bundled data set (`--partition i/n`) cut
-locally; a teacher checkpoint (`--teacher`) stays on this host. The process
-execs flower-supernode, so its PID is the SuperNode's and signals reach it.
+locally; a teacher checkpoint (`--teacher`) stays on this host.
+
+By default (`--isolation process`) the node is two processes under one supervisor, whose
+PID is this command's (it execs simulations/deploy/node_supervisor.py once the arguments
+are checked): a SuperNode in Flower's `--isolation process` and a long-lived ClientApp
+worker that imports torch, Flower and fedvault once and serves every message
+(simulations/deploy/clientapp_worker.py). SIGTERM/SIGINT to the PID stop both.
+`--isolation subprocess` is Flower's default instead: the process execs flower-supernode
+(its PID is the SuperNode's), whose SuperExec starts one flwr-clientapp per message.
 
 A run of a user's own method (`method = "mymethod:TinyCNN"`) needs that module on this
-host too: `--method-path DIR` (repeatable) names where it lies. The SuperNode starts a
-fresh flwr-clientapp process per message, which inherits the environment, so the
-directories travel in METHOD_PATH_ENV (methods/user_method.py reads it).
+host too: `--method-path DIR` (repeatable) names where it lies. The ClientApp processes
+(the worker, or each flwr-clientapp) inherit the environment, so the directories travel
+in METHOD_PATH_ENV (methods/user_method.py reads it).
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ from methods.common.device import resolve_device
 from methods.config import ConfigError
 from methods.user_method import METHOD_PATH_ENV, PATH_ONLY_ENV, add_method_path, exported_method_path
 from simulations.deploy.local_federation import supernode_command
+from simulations.deploy.node_supervisor import supervisor_command
 from simulations.deploy.processes import free_port
+
+ISOLATIONS = ("process", "subprocess")  # process: fedvault's long-lived worker (the default)
 
 
 class NodeArgumentError(ValueError):
@@ -52,6 +62,8 @@ class NodeOptions:
     method_path: tuple[Path, ...] = ()
     # this node's own device (clients/node_device.py): overrides the run config's `device`
     device: str | None = None
+    # "process": one long-lived ClientApp worker; "subprocess": a flwr-clientapp per message
+    isolation: str = "process"
 
 
 def parse_partition(text: str) -> tuple[int, int]:
@@ -118,6 +130,9 @@ def node_argv(opts: NodeOptions) -> list[str]:
             raise NodeArgumentError(f"{flag} {path} does not exist")
     if not opts.insecure and opts.root_certificates is None:
         raise NodeArgumentError("TLS needs --root-certificates CA (or --insecure for a trusted network)")
+    if opts.isolation not in ISOLATIONS:
+        raise NodeArgumentError(f"--isolation must be one of {', '.join(ISOLATIONS)}, "
+                                f"got {opts.isolation!r}")
     return supernode_command(
         opts.superlink,
         opts.port or free_port(),
@@ -125,6 +140,7 @@ def node_argv(opts: NodeOptions) -> list[str]:
         root_certificates=opts.root_certificates,
         auth_key=opts.auth_key,
         insecure=opts.insecure,
+        isolation=opts.isolation,
     )
 
 
@@ -138,6 +154,8 @@ def method_path_value(opts: NodeOptions) -> str:
 
 
 def exec_node(opts: NodeOptions) -> None:
+    """Check the arguments, then replace this process: by the node supervisor (process
+    isolation) or by flower-supernode itself (subprocess isolation)."""
     argv = node_argv(opts)
     method_path = method_path_value(opts)
     precheck(opts)
@@ -145,6 +163,10 @@ def exec_node(opts: NodeOptions) -> None:
     os.environ[PATH_ONLY_ENV] = "1"  # the server's run config cannot name other modules
     if method_path:
         os.environ[METHOD_PATH_ENV] = method_path
+    if opts.isolation == "process":
+        argv = supervisor_command(argv, int(argv[argv.index("--port") + 1]))
+    sys.stdout.flush()
+    sys.stderr.flush()
     os.execvp(argv[0], argv)
 
 

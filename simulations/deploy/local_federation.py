@@ -168,15 +168,22 @@ def supernode_command(
     auth_key: Path | None = None,
     insecure: bool = False,
     executable: str | None = None,
+    isolation: str = "subprocess",
 ) -> list[str]:
     """flower-supernode connecting to the Fleet API at `superlink` (HOST:PORT).
 
     `port` is the node's own Runtime API port on 127.0.0.1 (unique per host).
-    `fedvault node` builds its exec line with this function.
+    `fedvault node` builds its SuperNode's command line with this function: with
+    `isolation="process"` the SuperNode starts no ClientApp process of its own and
+    fedvault's worker serves its Runtime API (simulations/deploy/node_supervisor.py).
     """
     if insecure and (root_certificates is not None or auth_key is not None):
         raise ValueError("insecure nodes take neither root certificates nor an auth key")
+    if isolation not in ("subprocess", "process"):
+        raise ValueError(f"isolation must be 'subprocess' or 'process', got {isolation!r}")
     cmd = [executable or _bin("flower-supernode"), "--superlink", superlink, "--port", str(port)]
+    if isolation == "process":  # the Runtime API explicitly on loopback: only the worker dials it
+        cmd += ["--isolation", "process", "--host", LOCALHOST]
     if node_config:
         cmd += ["--node-config", format_node_config(node_config)]
     if insecure:

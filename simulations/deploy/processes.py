@@ -5,6 +5,8 @@ Flower's process tree is deeper than the processes we start ourselves:
 
     flower-superlink ─ flower-superexec (own session!) ─ flwr-serverapp (one per run)
     flower-supernode ─ flower-superexec ─ flwr-clientapp (one per message)
+    fedvault node ─┬ flower-supernode --isolation process     (node_supervisor.py; the
+                   └ clientapp_worker (one for every message)  default of `fedvault node`)
 
 The SuperLink starts its SuperExec with `start_new_session=True`, so signalling
 the SuperLink's process group does not reach it, and a SIGKILLed parent leaves

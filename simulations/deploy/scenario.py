@@ -70,6 +70,19 @@ def run_timeout(spec: RunSpec) -> float:
     return fed.node_wait_timeout + 3 * fed.num_server_rounds * fed.round_timeout + 300
 
 
+# Seconds between two `flwr ls` while the run directory shows no end. Each is a fresh
+# Python process importing Flower (~1.4 CPU-s), taken from the rounds it watches on a
+# 2-core host; the run directory says cheaply when to ask (docs/performance.md, deploy).
+STATUS_EVERY = 15.0
+
+
+def run_end_marks(run_dir: Path) -> tuple[bool, int]:
+    """What the ServerApp writes as a run ends: summary.json, or a "run failed" event."""
+    events = run_dir / "events.log"
+    failures = events.read_text(errors="replace").count("run failed") if events.exists() else 0
+    return (run_dir / "summary.json").exists(), failures
+
+
 def follow(run_dir: Path, seen: int, on_record: Callable[[dict], None]) -> int:
     """Report metrics records that appeared since `seen`; returns the new count."""
     path = run_dir / "metrics.jsonl"
@@ -91,6 +104,7 @@ def deploy(
     on_started: Callable[[LocalFederation], None] = lambda fed: None,
     resume: bool = False,
     keep_temp: bool = False,
+    node_flags: tuple[str, ...] = (),
 ) -> str:
     """Run `scenario` on a fresh local federation (or, with `resume`, continue the
     run in `run_dir` from its checkpoint); returns Flower's final run status.
@@ -98,13 +112,14 @@ def deploy(
     The federation's working directory (/tmp/fvdeploy-*: certificates, node keys,
     Flower's state database, process logs) is removed at the end unless `keep_temp`;
     when the run did not complete, its process logs are first copied to
-    `run_dir/deploy-logs/`."""
+    `run_dir/deploy-logs/`. `node_flags` go to every `fedvault node` (e.g.
+    `("--isolation", "subprocess")` for Flower's one process per message)."""
     workdir = Path(tempfile.mkdtemp(prefix="fvdeploy-", dir="/tmp"))
     status = ""
     try:
         status = _deploy_in(workdir, scenario, spec, overrides, nodes=nodes, run_dir=run_dir,
                             secure=secure, on_record=on_record, on_started=on_started,
-                            resume=resume)
+                            resume=resume, node_flags=node_flags)
         return status
     finally:
         if status != "finished:completed" and (workdir / "logs").is_dir():
@@ -116,16 +131,23 @@ def deploy(
 
 def _deploy_in(workdir: Path, scenario: str, spec: RunSpec, overrides: Mapping[str, str], *,
                nodes: int, run_dir: Path, secure: bool, on_record: Callable[[dict], None],
-               on_started: Callable[[LocalFederation], None], resume: bool) -> str:
-    flags = tuple(node_policy_flags(spec) + node_method_path_flags(scenario))
+               on_started: Callable[[LocalFederation], None], resume: bool,
+               node_flags: tuple[str, ...] = ()) -> str:
+    flags = (*node_policy_flags(spec), *node_method_path_flags(scenario), *node_flags)
     with LocalFederation(workdir, nodes, secure=secure,
                          node_command=lambda launch: fedvault_node_command(launch, flags)) as fed:
         on_started(fed)
+        ends_before = run_end_marks(run_dir)
         run_id = fed.submit(APP_DIR, run_config(scenario, overrides, run_dir, secure, resume))
-        deadline, seen = time.monotonic() + run_timeout(spec), 0
-        while not (status := fed.status(run_id)).startswith("finished:"):
+        deadline, seen, next_status = time.monotonic() + run_timeout(spec), 0, 0.0
+        while True:
             fed.group.track()
             seen = follow(run_dir, seen, on_record)
+            ended = run_end_marks(run_dir) != ends_before
+            if ended or time.monotonic() >= next_status:
+                if (status := fed.status(run_id)).startswith("finished:"):
+                    break
+                next_status = time.monotonic() + STATUS_EVERY
             if time.monotonic() > deadline:
                 fed.flwr("stop", str(run_id), fed.connection, check=False)
                 raise DeploymentError(f"run {run_id} still {status!r} after {run_timeout(spec):.0f} s")

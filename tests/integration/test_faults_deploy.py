@@ -40,8 +40,10 @@ def _metrics(run_dir: Path) -> list[dict]:
 
 def test_a_killed_supernode_restarted_with_its_key_rejoins_a_later_round(tmp_path):
     # Flower 1.39 re-activates a node id only after its heartbeats expired (~60 s after the
-    # kill): the rounds must outlast that, plus the node's restart and one rejoin probe.
-    overrides = {**SMALL, "num-server-rounds": "8"}
+    # kill): the rounds must outlast that, plus the node's restart and one rejoin probe. With
+    # `fedvault node`'s long-lived ClientApp worker a round of this size takes ~5 s, so 8
+    # rounds ended before the node was back: 30 leave it ~2.5 min at that pace.
+    overrides = {**SMALL, "num-server-rounds": "30"}
     run_dir, stamp, feds = tmp_path / "run", {}, []
 
     def kill_then_restart(fed: LocalFederation) -> None:

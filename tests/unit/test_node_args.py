@@ -65,3 +65,18 @@ def test_a_non_finite_or_negative_privacy_floor_is_refused(value):
     with pytest.raises(NodeArgumentError, match="finite number >= 0"):
         node_argv(NodeOptions("127.0.0.1:9092", insecure=True, partition="0/2", port=9999,
                               min_noise_multiplier=value))
+
+
+def test_a_node_runs_in_process_isolation_by_default_and_keeps_flowers_subprocess_mode(tmp_path):
+    default = node_argv(NodeOptions("127.0.0.1:9092", insecure=True, partition="0/2", port=9999))
+    assert default[default.index("--isolation") + 1] == "process"
+    assert default[default.index("--host") + 1] == "127.0.0.1"  # the worker's API: loopback only
+    flowers = node_argv(NodeOptions("127.0.0.1:9092", insecure=True, partition="0/2", port=9999,
+                                    isolation="subprocess"))
+    assert "--isolation" not in flowers and flowers[flowers.index("--port") + 1] == "9999"
+
+
+def test_an_unknown_isolation_is_refused():
+    with pytest.raises(NodeArgumentError, match="--isolation must be one of process, subprocess"):
+        node_argv(NodeOptions("127.0.0.1:9092", insecure=True, partition="0/2", port=9999,
+                              isolation="thread"))
