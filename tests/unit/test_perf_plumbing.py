@@ -99,9 +99,11 @@ def test_scale_clients_share_shards_beyond_the_data_size():
         "partition-id": 345, "num-partitions": 1_000}
     spec = scale_spec(10_000)
     assert round(spec.federation.fraction_train * 10_000) == 10
-    flat = {"rss_per_round": [1, 2, 10, 10, 10], "steady_seconds": 1.0, "peak_rss": 10}
-    slow = {**flat, "steady_seconds": 1.5}
+    flat = {"rss_per_round": [1, 2, 10, 10, 10], "steady_seconds": 1.0, "peak_rss": 10,
+            "steady_cpu_seconds": 2.0}
+    slow = {**flat, "steady_seconds": 1.5, "steady_cpu_seconds": 3.0}
     assert verdict({1000: flat, 10000: flat})["pass"] is True
+    assert verdict({1000: flat, 10000: slow})["round_cpu_ratio"] == 1.5
     assert verdict({1000: flat, 10000: slow})["pass"] is False
 
 
