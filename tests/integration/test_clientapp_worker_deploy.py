@@ -26,6 +26,7 @@ SMALL = {"num-clients": str(NODES), "num-server-rounds": "3", "fedavg.local-epoc
          "data.dataset": "digits", "round-timeout": "120", "node-wait-timeout": "120"}
 
 
+@pytest.mark.slow  # 70 s; tests/integration/test_deploy.py checks the one-worker claim in CI
 def test_each_node_serves_every_message_of_a_tls_deployment_from_one_worker_process(tmp_path):
     feds: list[LocalFederation] = []
     clientapps: set[str] = set()  # any flwr-clientapp process seen below a node

@@ -1,4 +1,9 @@
-"""Claims about real gRPC deployments: SuperLink + SuperNodes as processes on 127.0.0.1."""
+"""Claims about real gRPC deployments: SuperLink + SuperNodes as processes on 127.0.0.1.
+
+`fedvault node` runs each SuperNode beside its long-lived ClientApp worker; the TLS test
+below also checks that one worker process served every message of its node
+(tests/integration/test_clientapp_worker_deploy.py, slow, adds 3 nodes, 3 rounds and a
+watch for any `flwr-clientapp` process)."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from server.scenario import resolve
 from simulations.deploy.local_federation import LocalFederation, NodeLaunch
 from simulations.deploy.scenario import APP_DIR, deploy, run_config
 from simulations.deploy.faults import kill_node_mid_round
+from simulations.deploy.worker_log import parse_task_lines
 
 pytestmark = pytest.mark.integration
 
@@ -74,3 +80,7 @@ def test_fedvault_nodes_train_on_their_own_local_directories_over_tls(tmp_path):
     assert record["replies"] == 2 and record["examples"] == 1200  # 600 images in each node's folder
     assert record["accuracy"] > 0.2  # one round, one epoch: well above chance (0.1)
     assert not group.survivors()
+    for i in range(2):  # NodeInfo, training, evaluation: all served by one worker process
+        tasks = parse_task_lines(group.log_path(f"node-{i}").read_text())
+        assert len(tasks) >= 2 and len({task.pid for task in tasks}) == 1, tasks
+        assert {task.status for task in tasks} == {"COMPLETED"}

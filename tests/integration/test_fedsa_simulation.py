@@ -55,6 +55,8 @@ def _in_process(run_dir, seed: int) -> dict:
     return run_job(InProcessGrid(partition_nodes(6)), Job(spec=spec, run_dir=str(run_dir)))
 
 
+# slow (20 s): CI checks the same refusal in process (tests/unit/test_fedsa_workflow.py)
+@pytest.mark.slow
 def test_too_few_teachers_for_k_fail_clearly_at_start(fedvault_cli, tmp_path):
     out = tmp_path / "run"
     proc = fedvault_cli("simulate", "fedsa", "--out", str(out), "--set", "fedsa.k=7", timeout=300)

@@ -112,6 +112,9 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
+# slow (24 s): every deployment test of fedvault (tests/integration/test_deploy.py) runs
+# through LocalFederation over TLS and checks that no process outlives it
+@pytest.mark.slow
 def test_tls_round_trip_completes_and_leaves_no_process(tmp_path: Path, probe_app: Path) -> None:
     workdir = tmp_path / "fed"
     data_root = str(tmp_path / "node data")  # a space: exercises --node-config quoting

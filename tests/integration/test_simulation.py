@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sys
 import time
@@ -47,7 +48,7 @@ def _wait_for_round(metrics: Path, rnd: int, group: ProcessGroup, timeout: float
     raise AssertionError(f"round {rnd} never finished; log:\n{group.log_path('sim').read_text()[-2000:]}")
 
 
-def test_resume_after_the_server_is_killed_matches_an_uninterrupted_run(fedvault_cli, tmp_path):
+def test_resume_after_the_server_is_killed_matches_an_uninterrupted_run_and_a_cut_checkpoint_is_refused(fedvault_cli, tmp_path):
     rounds = 4
     fedvault_cli(*_simulate_cmd(tmp_path / "full", rounds)[3:], check=True)
     full = json.loads((tmp_path / "full" / "summary.json").read_text())
@@ -61,19 +62,18 @@ def test_resume_after_the_server_is_killed_matches_an_uninterrupted_run(fedvault
         assert not group.survivors()
     assert not (killed / "summary.json").exists()
 
+    # A copy whose checkpoint is cut short is refused before anything starts.
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(killed, corrupt)
+    ckpt = corrupt / "checkpoint" / "latest.npz"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    proc = fedvault_cli("simulate", "--resume", str(corrupt))
+    assert proc.returncode == 2
+    assert "truncated" in proc.stderr or "truncated" in proc.stdout
+
     fedvault_cli("simulate", "--resume", str(killed), check=True)
     resumed = json.loads((killed / "summary.json").read_text())
     assert resumed["rounds"] == rounds
     assert abs(resumed["accuracy"] - full["accuracy"]) <= 0.01
     assert "resumed from the checkpoint of round" in (killed / "events.log").read_text()
     assert [json.loads(l)["round"] for l in (killed / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
-
-
-def test_resume_refuses_a_corrupt_checkpoint_before_starting(fedvault_cli, tmp_path):
-    out = tmp_path / "run"
-    fedvault_cli("simulate", "fedavg", "--out", str(out), "--set", "num-server-rounds=1", *SMALL, check=True)
-    ckpt = out / "checkpoint" / "latest.npz"
-    ckpt.write_bytes(ckpt.read_bytes()[:100])
-    proc = fedvault_cli("simulate", "--resume", str(out))
-    assert proc.returncode == 2
-    assert "truncated" in proc.stderr or "truncated" in proc.stdout
