@@ -143,6 +143,22 @@ def validate_secure_aggregation(spec: RunSpec, method: Method) -> None:
     if secagg.num_shares > sampled:
         problems.append(f"secagg.num-shares={secagg.num_shares} exceeds the {sampled} nodes "
                         "sampled per round (0 = every sampled node)")
+    if secagg.num_shares and shares < sampled and shares % 2 == 0:
+        # Flower joins each node to num-shares/2 neighbours on each side: an even count
+        # gives num-shares + 1 nodes per group, one more than the shares each node makes,
+        # and every node fails in key sharing (Flower's proportion form rounds it up)
+        problems.append(f"secagg.num-shares={shares} must be odd when below the {sampled} "
+                        f"nodes sampled per round (use {shares + 1}, or 0 = every sampled node)")
+    if sampled * secagg.quantization_range > secagg.modulus_range:
+        # the server sums `sampled` values in [0, quantization-range) modulo modulus-range
+        problems.append(f"{sampled} sampled nodes × secagg.quantization-range="
+                        f"{secagg.quantization_range} exceed secagg.modulus-range="
+                        f"{secagg.modulus_range}: the masked sum would wrap around and "
+                        "unmask to a wrong model (raise modulus-range, lower "
+                        "quantization-range, or sample fewer nodes)")
+    if method.strategy(spec) is not None:
+        problems.append(f"method {spec.method_name!r} aggregates with its own strategy; "
+                        "SecAgg+ gives the server only the example-weighted mean")
     threshold = secagg.threshold_for(sampled)
     if threshold > shares:
         problems.append(f"secagg.reconstruction-threshold={threshold} exceeds the "

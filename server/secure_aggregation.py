@@ -14,9 +14,13 @@ as one call per round, through two narrow adapters and no change to Flower:
   collect stage it puts fedvault's own training request for each node (RoundHeader,
   global weights, DP ledger history) beside Flower's SecAgg+ config record, and screens
   each reply as the round loop screens a plain one (an error, an implausible example
-  count, a DP reply without its ledger entry). A screened-out reply is handed to the
-  workflow as that node's error, so SecAgg+ treats it as a dropout: the node's masks are
-  rebuilt from its neighbours' shares and its update is left out of the sum.
+  count, a DP reply without its ledger entry, a record Flower cannot read). A node that
+  sent nothing, or an error, is a dropout as SecAgg+ intends: its pairwise masks are
+  rebuilt from its neighbours' shares and its update is left out of the sum. But a reply
+  the server received and screened out is different: the server holds that masked
+  vector, and rebuilding the node's pairwise masks would leave its update behind its
+  self-mask alone, which Flower seeds with 32 bits. So such a round stops before
+  unmasking and is skipped, as a round below the threshold is.
 
 What the server holds after a round is exactly what SecAgg+ reveals: the weighted mean of
 the surviving nodes' updates, each node's example count, and what the reply carries
@@ -32,6 +36,7 @@ to `on_reject`, so the DP ledger still counts them as releases.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -56,7 +61,8 @@ OnReject = Callable[[Message, str], None]
 
 # Flower's ErrorCode for a reply the server refused (any code makes the workflow drop it)
 SCREENED_OUT = 0
-# Pairwise masks per node below which a run is warned: each is seeded with 32 bits
+# Pairwise masks per node below which a run is warned: each is seeded with 32 bits, and
+# a search can meet in the middle, so k masks cost about 2^(32·ceil(k/2)) expansions
 SAFE_NEIGHBOURS = 4
 
 
@@ -119,8 +125,16 @@ class SecureRound:
             workflow(grid, _legacy_context(rnd, strategy))
         except _LostBeforeTraining:
             raise
+        except _ScreenedAfterTraining as screened:
+            strategy.mean = None
+            why = (f"stopped before unmasking: the server screened out the masked vector of "
+                   f"{', '.join(self.fed.label(n) for n in sorted(screened.nodes))}, and "
+                   "unmasking it as a dropout would leave that update behind its self-mask "
+                   "alone")
         except Exception as exc:  # noqa: BLE001 - replies are untrusted input: a round, not the run
             strategy.mean, why = None, f"failed ({type(exc).__name__}: {exc})"
+        if strategy.mean is not None and not all(np.all(np.isfinite(u)) for u in strategy.mean):
+            strategy.mean, why = None, "unmasked to a non-finite mean"
         if strategy.mean is None:
             self.fed.run.log_event(f"round {rnd}: secure aggregation {why}; round skipped, the "
                                    "global model is unchanged")
@@ -138,16 +152,19 @@ class SecureRound:
         Flower expands every mask with numpy's MT19937 from its seed folded to 32 bits
         (flwr.common.secure_aggregation.secaggplus_utils.pseudo_rand_gen). The server
         rebuilds each live node's self-mask during unmasking, as SecAgg+ intends, so one
-        update stays hidden behind its k pairwise masks only: a search over 2^(32·k) seeds."""
+        update stays hidden behind its k pairwise masks only. The masks add up and the
+        update's first coordinate (its weight) is sent in the clear, so a search can meet
+        in the middle: about 2^(32·ceil(k/2)) seed expansions, not 2^(32·k)."""
         neighbours = self.spec.secagg.shares_for(sampled) - 1
         if neighbours >= SAFE_NEIGHBOURS or self.warned:
             return
         self.warned = True
         self.fed.run.log_event(
             f"warning: secure aggregation with {neighbours} neighbours per node: Flower's masks "
-            f"are seeded with 32 bits each, so a server that searches 2^{32 * neighbours} seeds "
-            f"could unmask one update; with >= {SAFE_NEIGHBOURS + 1} shares per round "
-            f"(secagg.num-shares, nodes sampled) that search is 2^{32 * SAFE_NEIGHBOURS}")
+            f"are seeded with 32 bits each, so a server that searches about "
+            f"2^{32 * math.ceil(neighbours / 2)} seeds (meeting in the middle) could unmask one "
+            f"update; with >= {SAFE_NEIGHBOURS + 1} shares per round (secagg.num-shares, nodes "
+            f"sampled) that search is at least 2^{32 * SAFE_NEIGHBOURS // 2}")
 
     def _max_weight(self, nodes: list[int]) -> float:
         """The largest example count a sampled node may claim (Flower's max_weight)."""
@@ -163,6 +180,14 @@ def _legacy_context(rnd: int, strategy: Strategy) -> LegacyContext:
     })
     context = Context(run_id=0, node_id=0, node_config={}, state=state, run_config={})
     return LegacyContext(context, strategy=strategy)
+
+
+class _ScreenedAfterTraining(Exception):
+    """Collect replies the server received and refused: it must not unmask this round."""
+
+    def __init__(self, nodes: set[int]) -> None:
+        super().__init__(f"{len(nodes)} masked vector(s) screened out")
+        self.nodes = nodes
 
 
 class _LostBeforeTraining(Exception):
@@ -227,7 +252,8 @@ class _ProtocolGrid:
             messages = [self._with_request(m) for m in messages]
         replies = self.fed.relay(messages, self.rnd, f"secagg {stage}")
         sent = {m.metadata.dst_node_id: m for m in messages}
-        screened = []
+        shared_keys = _shared_public_keys(replies) if stage == Stage.SETUP else {}
+        screened, refused = [], set()
         for reply in replies:
             node = reply.metadata.src_node_id
             if reply.has_error():  # the workflow drops a node whose reply is an error
@@ -236,15 +262,20 @@ class _ProtocolGrid:
                                              self.on_reject):
                 self.masked.append(reply)
                 screened.append(reply)
-            elif not collect and (reason := malformed(stage, reply, set(self.requests))) is None:
+            elif not collect and (reason := shared_keys.get(node) or malformed(
+                    stage, reply, set(self.requests), sent[node])) is None:
                 screened.append(reply)
             else:
-                if not collect:
+                if collect:
+                    refused.add(node)
+                else:
                     self.fed.run.log_event(f"round {self.rnd} secagg {stage}: "
                                            f"{self.fed.label(node)} rejected: {reason}")
                 screened.append(Message(Error(SCREENED_OUT, "reply screened out by the server"),
                                         reply_to=sent[node]))
         self.fed.note_devices(self.masked)
+        if refused:  # see the module doc: the server holds these masked vectors
+            raise _ScreenedAfterTraining(refused)
         if stage in (Stage.SETUP, Stage.SHARE_KEYS):
             lost = set(sent) - {r.metadata.src_node_id for r in screened if not r.has_error()}
             if lost:  # see SecureRound.__call__: start again without them
@@ -271,21 +302,28 @@ _PAIRED = {Stage.SHARE_KEYS: (Key.DESTINATION_LIST, Key.CIPHERTEXT_LIST),
            Stage.UNMASK: (Key.NODE_ID_LIST, Key.SHARE_LIST)}
 
 
-def malformed(stage: str, reply: Message, nodes: set[int]) -> str | None:
+def malformed(stage: str, reply: Message, nodes: set[int],
+              request: Message | None = None) -> str | None:
     """Why a setup, share-keys or unmask reply cannot be handed to Flower's workflow, which
-    trusts its shape (a missing key or an unknown node id there would stop the round with
-    an exception, and a public key its neighbours cannot decode would fail them all);
-    None when it can. The rest of its cryptographic content is Flower's to check."""
+    trusts its shape (a missing key, a scalar for a list, a repeated or unknown node id
+    there would stop the round with an exception, and a public key its neighbours cannot
+    decode would fail them all); None when it can. `request`: the message it answers (an
+    unmask reply may name only the nodes its request named). The rest of its
+    cryptographic content is Flower's to check."""
     configs = reply.content.config_records.get(RECORD_KEY_CONFIGS)
     if configs is None:
         return f"no {RECORD_KEY_CONFIGS} record"
+    listed = {key for pair in _PAIRED.values() for key in pair}
     for key, kind in _STAGE_REPLY.get(stage, {}).items():
         value = configs.get(key)
+        if value is None or isinstance(value, list) != (key in listed):
+            return f"{key!r} is missing or not a {'list' if key in listed else kind.__name__}"
         items = value if isinstance(value, list) else [value]
-        if value is None or not all(isinstance(v, kind) and not isinstance(v, bool)
-                                    for v in items):
-            return f"{key!r} is missing or not {kind.__name__}"
+        if not all(isinstance(v, kind) and not isinstance(v, bool) for v in items):
+            return f"{key!r} holds something other than {kind.__name__}"
     if stage == Stage.SETUP:
+        if configs[Key.PUBLIC_KEY_1] == configs[Key.PUBLIC_KEY_2]:
+            return "its two public keys are the same (every neighbour would refuse them)"
         for key in (Key.PUBLIC_KEY_1, Key.PUBLIC_KEY_2):
             try:  # Flower's own decoder: what every neighbour will do with it
                 bytes_to_public_key(configs[key])
@@ -293,9 +331,30 @@ def malformed(stage: str, reply: Message, nodes: set[int]) -> str | None:
                 return f"{key!r} is not a public key"
     if stage in _PAIRED:
         ids, payloads = (configs[k] for k in _PAIRED[stage])
-        ids, payloads = (v if isinstance(v, list) else [v] for v in (ids, payloads))
         if len(ids) != len(payloads):
             return f"{len(ids)} node ids for {len(payloads)} payloads"
         if not set(ids) <= nodes:
             return "names nodes outside this round"
+        if len(set(ids)) != len(ids):
+            return "names a node twice"
+    if stage == Stage.UNMASK and request is not None:
+        asked = request.content.config_records[RECORD_KEY_CONFIGS]
+        named = set(asked.get(Key.ACTIVE_NODE_ID_LIST, [])) | set(asked.get(Key.DEAD_NODE_ID_LIST, []))
+        if not set(configs[Key.NODE_ID_LIST]) <= named:
+            return "sends shares of nodes its request did not name"
     return None
+
+
+def _shared_public_keys(replies: list[Message]) -> dict[int, str]:
+    """{node: why} for setup replies whose public key another node of the round also sent
+    (a copied key makes every neighbour of both refuse the pair; which one copied cannot
+    be told, so both are left out)."""
+    owners: dict[bytes, set[int]] = {}
+    for reply in replies:
+        configs = None if reply.has_error() else reply.content.config_records.get(RECORD_KEY_CONFIGS)
+        for key in (Key.PUBLIC_KEY_1, Key.PUBLIC_KEY_2):
+            value = configs.get(key) if configs is not None else None
+            if isinstance(value, bytes):
+                owners.setdefault(value, set()).add(reply.metadata.src_node_id)
+    return {node: "sent a public key another node of this round also sent"
+            for holders in owners.values() if len(holders) > 1 for node in holders}

@@ -13,6 +13,7 @@ import io
 import math
 from typing import Mapping
 
+import flwr.compat.common.recorddict_compat as flower_compat
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key
@@ -114,4 +115,8 @@ def check_masked_update(
             return f"{key}: cannot decode masked array ({type(exc).__name__})"
         if value.shape != shape or not np.issubdtype(value.dtype, np.integer):
             return f"{key}: masked array {value.shape} {value.dtype} != expected {shape} integers"
+    try:  # the workflow reads every collect reply as a legacy FitRes after the sum
+        flower_compat.recorddict_to_fitres(content, keep_input=True)
+    except Exception as exc:  # noqa: BLE001 - untrusted content
+        return f"reply is not a FitRes Flower can read ({type(exc).__name__}: {exc})"
     return None

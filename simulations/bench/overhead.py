@@ -68,10 +68,11 @@ def measure(kind: str, seed: int, rounds: int = ROUNDS) -> dict[str, Any]:
 def _vanilla(spec, clock) -> None:
     from flwr.simulation import run_simulation
 
-    from simulations.simulate import backend_config, simulation_env
+    from simulations.simulate import backend_config, private_local_ray, simulation_env
     from simulations.bench.vanilla_flower import vanilla_apps
 
     simulation_env()
+    private_local_ray()  # the same token authentication as fedvault's own local Ray
     server_app, client_app = vanilla_apps(spec, clock)
     run_simulation(server_app=server_app, client_app=client_app,
                    num_supernodes=spec.federation.num_clients,

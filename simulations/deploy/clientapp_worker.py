@@ -70,7 +70,7 @@ from flwr.supercore.runtime import RuntimeHttpClient
 from flwr.supernode.runtime.run_clientapp import (pull_task_input, push_message,
                                                   push_task_output)
 
-from simulations.deploy.node_supervisor import secret_pipe
+from simulations.deploy.node_supervisor import WORKER_EXIT_AFTER_TASK, secret_pipe
 from simulations.deploy.processes import port_open
 from simulations.deploy.worker_log import TASK_FINISHED, TASK_STARTED, Timings, iso_seconds
 
@@ -82,7 +82,7 @@ SUPEREXEC_AUTH_METHODS = frozenset({"/flwr.proto.Runtime/AcquireTask",
                                     "/flwr.proto.Runtime/ClaimTask"})
 PRELOAD = ("torch", "numpy")  # third-party only: the app's own modules come from the FAB
 POLL_MIN, POLL_MAX = 0.02, 0.25  # AcquireTask: fast after a task, backing off when idle
-EXIT_ERROR = 3  # the worker stopped after an error; `fedvault node` starts a fresh one
+EXIT_ERROR = WORKER_EXIT_AFTER_TASK  # the worker stopped after an error; `fedvault node` starts a fresh one
 
 def say(line: str) -> None:
     """One line to stderr in one write(): the node's log is shared with the SuperNode."""

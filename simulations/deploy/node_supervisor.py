@@ -15,8 +15,10 @@
 - SIGTERM/SIGINT to the supervisor stop both; a child that already got the signal (the
   group's) is not signalled twice: Flower's handler re-arms the default action, so a
   second SIGTERM would kill the SuperNode before it deactivates at the SuperLink.
-- The worker is restarted whenever it exits (after an error it exits on purpose); five
-  quick exits in a row mean it cannot run here, and the node stops with exit code 1.
+- The worker is restarted whenever it exits. After a task whose app code failed it exits
+  on purpose (WORKER_EXIT_AFTER_TASK) and is replaced at once; five other exits within a
+  minute of their start, in a row, mean it cannot run here, and the node stops with
+  exit code 1.
 - The SuperNode exiting ends the node with its exit code.
 """
 
@@ -38,6 +40,10 @@ from simulations.deploy.processes import LOCALHOST
 WORKER_MODULE = "simulations.deploy.clientapp_worker"
 QUICK_EXIT = 60.0  # a worker that lived shorter than this counts towards giving up
 MAX_QUICK_EXITS = 5
+# The worker's exit code after a task whose app code failed (it answered the task with an
+# error): a fresh worker starts at once, and this never counts towards giving up, or a
+# node whose app refuses a run (its DP policy, a failing method) would stop itself
+WORKER_EXIT_AFTER_TASK = 3
 SIGNALLED_CHILDREN_SETTLE = 0.3  # s: let a signal sent to the whole group land first
 
 
@@ -156,6 +162,11 @@ class NodeSupervisor:
     def _worker_exited(self, code: int) -> float | None:
         """When to start the next worker (monotonic time); None: give up."""
         lived = time.monotonic() - self.worker_started
+        if code == WORKER_EXIT_AFTER_TASK:
+            self.quick_exits = 0
+            say(f"the ClientApp worker (pid {self.worker.pid}) exited after a failed task; a "
+                "fresh one starts")
+            return time.monotonic() + 0.2
         self.quick_exits = self.quick_exits + 1 if lived < QUICK_EXIT else 0
         if self.quick_exits >= MAX_QUICK_EXITS:
             say(f"the ClientApp worker exited with {code} {self.quick_exits} times within "

@@ -25,7 +25,7 @@ from flwr.proto.task_pb2 import Task  # pylint: disable=E0611
 
 from simulations.deploy import clientapp_worker as worker
 from simulations.deploy import worker_log
-from simulations.deploy.node_supervisor import NodeSupervisor, catches, secret_pipe
+from simulations.deploy.node_supervisor import MAX_QUICK_EXITS, NodeSupervisor, catches, secret_pipe
 
 pytestmark = pytest.mark.unit
 
@@ -211,8 +211,8 @@ def test_task_lines_read_back_what_the_worker_wrote():
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
 
-def _quick_worker(port: int, fd: int) -> list[str]:
-    return [sys.executable, "-c", f"import os; assert os.read({fd}, 100); raise SystemExit(3)"]
+def _quick_worker(port: int, fd: int) -> list[str]:  # fails to start (exit 1)
+    return [sys.executable, "-c", f"import os; assert os.read({fd}, 100); raise SystemExit(1)"]
 
 
 def test_the_supervisor_restarts_an_exiting_worker_then_gives_up_and_stops_the_supernode():
@@ -222,6 +222,22 @@ def test_the_supervisor_restarts_an_exiting_worker_then_gives_up_and_stops_the_s
     assert sup.run() == 1  # five quick exits: the worker cannot run here
     assert sup.quick_exits == 5 and time.monotonic() - started < 30
     assert sup.supernode.returncode is not None  # and the SuperNode was stopped with it
+
+
+def test_a_worker_that_exits_after_failed_tasks_is_always_replaced():
+    """A node whose app refuses every round (its DP policy, say) answers each task with an
+    error and gets a fresh worker: it never stops itself, however often that happens."""
+    from simulations.deploy.node_supervisor import WORKER_EXIT_AFTER_TASK
+
+    sup = NodeSupervisor(SLEEPER, 1, grace=2.0, worker_argv=_quick_worker)
+    sup.worker = type("Exited", (), {"pid": 123})()
+    for _ in range(3 * MAX_QUICK_EXITS):
+        sup.worker_started = time.monotonic()
+        assert sup._worker_exited(WORKER_EXIT_AFTER_TASK) is not None
+    assert sup.quick_exits == 0
+    for _ in range(MAX_QUICK_EXITS - 1):  # while a worker that cannot start still counts
+        assert sup._worker_exited(1) is not None
+    assert sup._worker_exited(1) is None
 
 
 def test_the_supervisor_ends_with_the_supernode_and_stops_the_worker():

@@ -82,6 +82,10 @@ def test_non_finite_floats_exit_2_before_anything_starts(no_run, tmp_path, item,
     (["secagg.enabled=true", "dp.enabled=true", "dp.level=client"], "dp.level=client clips each update"),
     (["secagg.enabled=true", "fraction-train=0.1"], "SecAgg+ needs at least 2 sampled nodes"),
     (["secagg.modulus-range=3000000000"], "secagg.modulus-range must be"),
+    (["secagg.enabled=true", "secagg.num-shares=4"],
+     "secagg.num-shares=4 must be odd when below the 10 nodes sampled per round (use 5"),
+    (["secagg.enabled=true", "secagg.modulus-range=16777216"],
+     "10 sampled nodes × secagg.quantization-range=4194304 exceed secagg.modulus-range=16777216"),
 ])
 def test_out_of_range_values_and_impossible_combinations_exit_2_naming_the_range(no_run, tmp_path, items, needle):
     out = tmp_path / "out"
