@@ -59,10 +59,9 @@ class LIRFConfig(LocalTrainingConfig):
     temperature: float = 4.0
     """KD temperature τ."""
     alpha: float = 0.8
-    """KD weight α of the official objective: α·τ²·KD terms, (1−α)·CE terms. 0.8 was chosen
-    on test figures; choosing on validation H of T alone picked 0.5, which breaks recovery
-    (methods/lirf/README.md "α on validation"): the choice with the recovery rule is not yet
-    run."""
+    """KD weight α of the official objective: α·τ²·KD terms, (1−α)·CE terms. Chosen on
+    validation by `fedvault bench lirf-choose`: the best H of T among the α whose recovered
+    model keeps its preserved accuracy (methods/lirf/README.md "α on validation")."""
     lambda_at: float = 0.0
     """λ_at, weight of the attention-distance removal term (0 as in the official code)."""
     prune_ratio: float = 0.5

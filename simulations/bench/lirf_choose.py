@@ -10,10 +10,11 @@ model T̃ keeps its preserved accuracy (mean loss <= 3 points, bench lirf's band
 to the smaller α); every run's test figures are reported beside it, and are not read by
 the choice. `pass`: every run finished, so the choice saw every setting.
 
-The full grid (5 α × 3 seeds × 3 class sets, ≈ 1.5 min per run on 2 cores, about 70 min) is
-for a quiet machine; `run(..., runner=...)` takes any runner (the unit test's is in-process).
-The first full run covered α ∈ {0.7, 0.8, 0.9} and chose 0.7, the edge of that grid, so the
-grid was widened to 0.5 and 0.6 (methods/lirf/README.md has both runs).
+The full grid (5 α × 3 seeds × 3 class sets, ≈ 0.8 min per run on an idle 2-core machine,
+about 35 min) is for a quiet machine; `run(..., runner=...)` takes any runner (the unit
+test's is in-process). The first full run covered α ∈ {0.7, 0.8, 0.9} and chose 0.7 by H
+alone, the edge of that grid; widened to 0.5 and 0.6 it chose 0.5, which broke recovery
+in `bench lirf`; with the recovery rule it chose 0.8 (methods/lirf/README.md has all three).
 """
 
 from __future__ import annotations
