@@ -11,7 +11,9 @@ import pytest
 
 from tests.conftest import REPO, isolated_env
 
-pytestmark = pytest.mark.integration
+# slow (55 s: a real Ray and three probes); CI checks fedvault's side, that the local Ray
+# starts with token authentication and a fresh token (tests/unit/test_local_ray_token.py)
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DRIVER = """
 import logging, os, subprocess, sys

@@ -48,6 +48,13 @@ def test_a_run_prints_clean_lines_plots_itself_and_reports_beside_another(fedvau
     assert len(rounds) == 2 and all(re.fullmatch(r"round \d/2 .* \d+\.\ds", line) for line in rounds)
     assert sorted(p.name for p in (first / "plots").iterdir()) == ["accuracy.png", "loss.png"]
     assert f"plots: {first / 'plots'}/ (accuracy.png, loss.png)\n" in proc.stdout
+    # the run directory a simulation writes
+    summary = json.loads((first / "summary.json").read_text())
+    assert summary["rounds"] == 2 and summary["num_clients"] == 2 and summary["seed"] == 0
+    assert summary["transport"] == "simulation" and summary["wall_seconds"] > 0
+    assert 0.3 < summary["accuracy"] <= 1.0  # digits: chance 0.1; 2 rounds of 1 epoch reach 0.43
+    assert [r["round"] for r in RunDirectory(first).metrics()] == [1, 2]
+    assert json.loads((first / "config.json").read_text())["run"]["num-clients"] == 2
 
     second = _second_run(tmp_path / "lr-0.2", first)
     plotted = CliRunner().invoke(cli, ["plot", str(second.path)])  # in process: no Ray here
