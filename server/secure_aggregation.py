@@ -300,6 +300,8 @@ _STAGE_REPLY = {
 # the pair of lists of a stage whose lengths must agree, the first naming nodes
 _PAIRED = {Stage.SHARE_KEYS: (Key.DESTINATION_LIST, Key.CIPHERTEXT_LIST),
            Stage.UNMASK: (Key.NODE_ID_LIST, Key.SHARE_LIST)}
+_LISTED = {key for pair in _PAIRED.values() for key in pair}  # the keys whose value is a list
+_PUBLIC_KEYS = (Key.PUBLIC_KEY_1, Key.PUBLIC_KEY_2)  # a setup reply's two keys
 
 
 def malformed(stage: str, reply: Message, nodes: set[int],
@@ -313,18 +315,17 @@ def malformed(stage: str, reply: Message, nodes: set[int],
     configs = reply.content.config_records.get(RECORD_KEY_CONFIGS)
     if configs is None:
         return f"no {RECORD_KEY_CONFIGS} record"
-    listed = {key for pair in _PAIRED.values() for key in pair}
     for key, kind in _STAGE_REPLY.get(stage, {}).items():
         value = configs.get(key)
-        if value is None or isinstance(value, list) != (key in listed):
-            return f"{key!r} is missing or not a {'list' if key in listed else kind.__name__}"
+        if value is None or isinstance(value, list) != (key in _LISTED):
+            return f"{key!r} is missing or not a {'list' if key in _LISTED else kind.__name__}"
         items = value if isinstance(value, list) else [value]
         if not all(isinstance(v, kind) and not isinstance(v, bool) for v in items):
             return f"{key!r} holds something other than {kind.__name__}"
     if stage == Stage.SETUP:
         if configs[Key.PUBLIC_KEY_1] == configs[Key.PUBLIC_KEY_2]:
             return "its two public keys are the same (every neighbour would refuse them)"
-        for key in (Key.PUBLIC_KEY_1, Key.PUBLIC_KEY_2):
+        for key in _PUBLIC_KEYS:
             try:  # Flower's own decoder: what every neighbour will do with it
                 bytes_to_public_key(configs[key])
             except Exception:  # noqa: BLE001 - untrusted bytes
@@ -352,8 +353,9 @@ def _shared_public_keys(replies: list[Message]) -> dict[int, str]:
     owners: dict[bytes, set[int]] = {}
     for reply in replies:
         configs = None if reply.has_error() else reply.content.config_records.get(RECORD_KEY_CONFIGS)
-        for key in (Key.PUBLIC_KEY_1, Key.PUBLIC_KEY_2):
-            value = configs.get(key) if configs is not None else None
+        if configs is None:
+            continue
+        for value in (configs.get(key) for key in _PUBLIC_KEYS):
             if isinstance(value, bytes):
                 owners.setdefault(value, set()).add(reply.metadata.src_node_id)
     return {node: "sent a public key another node of this round also sent"

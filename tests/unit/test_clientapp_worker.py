@@ -25,7 +25,8 @@ from flwr.proto.task_pb2 import Task  # pylint: disable=E0611
 
 from simulations.deploy import clientapp_worker as worker
 from simulations.deploy import worker_log
-from simulations.deploy.node_supervisor import MAX_QUICK_EXITS, NodeSupervisor, catches, secret_pipe
+from simulations.deploy.node_supervisor import (MAX_QUICK_EXITS, WORKER_EXIT_AFTER_TASK,
+                                               NodeSupervisor, catches, secret_pipe)
 
 pytestmark = pytest.mark.unit
 
@@ -227,8 +228,6 @@ def test_the_supervisor_restarts_an_exiting_worker_then_gives_up_and_stops_the_s
 def test_a_worker_that_exits_after_failed_tasks_is_always_replaced():
     """A node whose app refuses every round (its DP policy, say) answers each task with an
     error and gets a fresh worker: it never stops itself, however often that happens."""
-    from simulations.deploy.node_supervisor import WORKER_EXIT_AFTER_TASK
-
     sup = NodeSupervisor(SLEEPER, 1, grace=2.0, worker_argv=_quick_worker)
     sup.worker = type("Exited", (), {"pid": 123})()
     for _ in range(3 * MAX_QUICK_EXITS):
