@@ -17,7 +17,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from clients.dp_policy import NodePolicy
-from clients.node_data import NodeFacts, describe_node, node_facts
+from clients.node_data import POOL_CLIENT, NodeFacts, describe_node, node_facts
 from clients.phases import PHASES
 from clients.secure_aggregation import secure_aggregation_mod
 from methods.base import RunSpec
@@ -48,12 +48,21 @@ def _guarded(msg: Message, work: Callable[[], RecordDict]) -> Message:
 
 def _dispatch(msg: Message, context: Context) -> RecordDict:
     header = read_header(msg)
+    check_client(header, context.node_config)
     if header.phase not in PHASES:
         raise ValueError(f"unknown phase {header.phase!r}; this node knows {sorted(PHASES)}")
     spec = _run_spec(header.config_json)
     # the node's own privacy floor, before any phase touches its records
     NodePolicy.of(context.node_config).check_phase(spec, header.phase, header.round)
     return PHASES[header.phase](spec, header, msg.content, context)
+
+
+def check_client(header: pb.RoundHeader, node_config) -> None:
+    """A header that names a logical client is for a simulated pool node playing that
+    client (clients/pool.py); a SuperNode of its own is one client and plays no other."""
+    if header.HasField("client") and node_config.get(POOL_CLIENT) != header.client:
+        raise ValueError(f"the request names logical client {header.client}, but this node "
+                         "is one client of its own: pool-nodes runs in simulation only")
 
 
 @lru_cache(maxsize=8)
@@ -66,6 +75,7 @@ def _run_spec(config_json: str) -> RunSpec:
 @app.query(INFO)  # message type "query.info"
 def info(msg: Message, context: Context) -> Message:
     def work() -> RecordDict:
+        check_client(read_header(msg), context.node_config)
         pid, num_partitions, source = describe_node(context.node_config)
         facts = _data_facts(msg, context)
         payload = pb.NodeInfo(partition_id=pid, num_partitions=num_partitions, data_source=source,

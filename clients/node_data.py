@@ -39,6 +39,8 @@ from methods.common.partition import HELD_OUT_FRACTION, stratified_holdout
 PARTITION_ID = "partition-id"
 NUM_PARTITIONS = "num-partitions"
 DATA_DIR = "data-dir"  # an image folder or an .npz file (the key predates npz files)
+# Set only by the pool wrapper of a simulation (clients/pool.py): the logical client played.
+POOL_CLIENT = "pool-client"
 
 
 @dataclass(frozen=True)

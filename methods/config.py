@@ -131,6 +131,11 @@ class FederationConfig:
     num_gpus: float = 0.0
     """Simulation only: the GPU share of each ClientApp (0.25: four clients per GPU); 0 with
     a CUDA device lets `fedvault simulate` share the GPUs among the clients it runs at once."""
+    pool_nodes: int = 0
+    """Simulation only: 0 runs one virtual SuperNode per client; K > 0 runs N = num-clients
+    logical clients on a pool of K SuperNodes (at least the clients sampled per round). The
+    sampler draws logical client ids, and each sampled client plays on one pool node for
+    the round (docs/performance.md#pooled-clients). Round-loop methods only."""
     tracking: str = "none"
     """Experiment tracker fed by the metrics stream besides metrics.jsonl: none | tensorboard
     (event files in RUN_DIR/tensorboard/) | mlflow (a local file store); docs/runs.md."""
@@ -147,6 +152,7 @@ class FederationConfig:
         "byzantine_nodes": Bound(0),
         "num_cpus": Bound(0, open_low=True),  # Flower divides the host's CPUs by it
         "num_gpus": Bound(0),
+        "pool_nodes": Bound(0, 1_000_000),
     }
 
     def validate(self) -> None:

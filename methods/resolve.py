@@ -62,6 +62,7 @@ def parse_run_spec(flat: Mapping[str, Any]) -> RunSpec:
     spec = RunSpec(federation, data, method_cfg, **sections,
                    method_section="" if section == method_name else section)
     validate_secure_aggregation(spec, method)
+    validate_pool(spec, method)
     return spec
 
 
@@ -166,5 +167,33 @@ def validate_secure_aggregation(spec: RunSpec, method: Method) -> None:
     elif secagg.num_shares and threshold >= shares:
         problems.append(f"secagg.reconstruction-threshold={threshold} must be below "
                         f"secagg.num-shares={shares} (Flower's SecAgg+ rule)")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def validate_pool(spec: RunSpec, method: Method) -> None:
+    """What a pool of K simulated nodes playing N logical clients can run (server/pool.py).
+
+    Refused, not attempted: methods whose node state outlives a round in ways the pool does
+    not carry (FedSA's teachers, LIRF's deposits), SecAgg+ (Flower's mod keeps its keys in
+    the pool node's own state across the four stages) and the privacy audit (it asks every
+    client at the end of the run, not one round's sample)."""
+    fed = spec.federation
+    if not fed.pool_nodes:
+        return
+    problems = []
+    if method.workflow != "rounds":
+        problems.append(f"method {spec.method_name!r} runs the {method.workflow!r} workflow; "
+                        "pool-nodes runs round-loop methods only (fedavg, dp-fedavg, ...)")
+    if spec.secagg.enabled:
+        problems.append("secagg.enabled runs one SuperNode per client (set pool-nodes=0)")
+    if spec.audit.enabled:
+        problems.append("audit.enabled runs one SuperNode per client (set pool-nodes=0)")
+    if fed.pool_nodes < fed.sampled_per_round:
+        problems.append(f"pool-nodes={fed.pool_nodes} is below the {fed.sampled_per_round} "
+                        "clients sampled per round (num-clients × fraction-train): each "
+                        "sampled client needs its own pool node")
+    if fed.pool_nodes > fed.num_clients:
+        problems.append(f"pool-nodes={fed.pool_nodes} exceeds num-clients={fed.num_clients}")
     if problems:
         raise ConfigError("; ".join(problems))

@@ -7,20 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RoundHeader(_message.Message):
-    __slots__ = ("version", "round", "phase", "method", "seed", "config_json")
+    __slots__ = ("version", "round", "phase", "method", "seed", "config_json", "client")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
     version: int
     round: int
     phase: str
     method: str
     seed: int
     config_json: str
-    def __init__(self, version: _Optional[int] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., method: _Optional[str] = ..., seed: _Optional[int] = ..., config_json: _Optional[str] = ...) -> None: ...
+    client: int
+    def __init__(self, version: _Optional[int] = ..., round: _Optional[int] = ..., phase: _Optional[str] = ..., method: _Optional[str] = ..., seed: _Optional[int] = ..., config_json: _Optional[str] = ..., client: _Optional[int] = ...) -> None: ...
 
 class ErrorReply(_message.Message):
     __slots__ = ("version", "code", "reason", "field")

@@ -182,13 +182,20 @@ class Federation:
             self._learn(sorted(connected - set(self.nodes) - self.lost))
 
     def _learn(self, node_ids: list[int]) -> None:
+        for record in self._ask_info(node_ids):
+            self.nodes[record.node_id] = record
+
+    def _ask_info(self, node_ids: list[int]) -> list[NodeRecord]:
+        """The NodeInfo records of the nodes that answer (at most one round timeout)."""
         if not node_ids:
-            return
+            return []
         messages = [self._info_request(nid) for nid in node_ids]
-        for reply in self._send_and_receive(messages, self.spec.federation.round_timeout):
-            record = self._node_record(reply)
-            if record is not None:
-                self.nodes[record.node_id] = record
+        replies = self._send_and_receive(messages, self.spec.federation.round_timeout)
+        return [r for r in map(self._node_record, replies) if r is not None]
+
+    def client_count(self) -> int:
+        """The clients the run counts on (summary.json's num_clients)."""
+        return self.size()
 
     def _probe_lost(self, connected: set[int]) -> None:
         """Let a lost node that answers again rejoin, without ever waiting for it.
@@ -207,13 +214,17 @@ class Federation:
                     continue
                 record = self._node_record(reply)
                 if record is not None and record.node_id == node_id:
-                    self.nodes[node_id] = record
+                    self._member_records()[node_id] = record
                     self.lost.discard(node_id)
                     self.run.log_event(f"{record.label} answers again: it rejoins the federation")
         retry = sorted((self.lost & connected) - set(self._probes.values()))
         if retry:
             ids = self.grid.push_messages([self._info_request(n) for n in retry])
             self._probes.update(zip(ids, retry))
+
+    def _member_records(self) -> dict[int, NodeRecord]:
+        """Where the records of the federation's members live (a pool keeps its own)."""
+        return self.nodes
 
     def _info_request(self, node_id: int) -> Message:
         header = encode(round_header(self.spec, 0, INFO))

@@ -19,7 +19,7 @@ from methods.base import RunSpec
 from methods.common.device import device_label, limit_cpu_threads, resolve_device
 from methods.resolve import parse_run_spec
 from methods.registry import get_method
-from server.federation import Federation
+from server.pool import check_pool_transport, federation_for
 from server.rounds import initial_arrays
 from server.workflows import WORKFLOWS
 from server.plots import plot_run
@@ -65,6 +65,7 @@ def open_run(job: Job) -> tuple[RunDirectory, RunSpec, dict[str, Any]]:
     if job.resume:
         run, arrays, state = RunDirectory.open_for_resume(job.run_dir)  # or refused, untouched
         spec = parse_run_spec(run.config()["run"])
+        check_pool_transport(spec, job.deployment.get("transport", "simulation"))
         server_device(spec)
         check_tracking(spec)
         run.drop_unterminated_lines()
@@ -72,6 +73,7 @@ def open_run(job: Job) -> tuple[RunDirectory, RunSpec, dict[str, Any]]:
         run.log_event(f"resumed from the checkpoint of round {state['round']}")
         return run, spec, {**state, "arrays": arrays}
     assert job.spec is not None
+    check_pool_transport(job.spec, job.deployment.get("transport", "simulation"))
     server_device(job.spec)
     check_tracking(job.spec)
     config = {
@@ -104,7 +106,7 @@ def _run_job(grid: Grid, job: Job) -> dict[str, Any]:
     method = get_method(spec.method_name)
     device = server_device(spec)
     limit_cpu_threads(device)  # on the CPU: the ServerApp shares 2 cores with the clients
-    fed = Federation(grid, spec, run)
+    fed = federation_for(grid, spec, run)
     prior_seconds = float(state.get("wall_seconds", 0.0))
     run.sinks += job.sinks
     attach_tracker(spec, run)
@@ -129,7 +131,7 @@ def _run_job(grid: Grid, job: Job) -> dict[str, Any]:
         "scenario": job.scenario or run.config().get("scenario", ""),
         "seed": spec.federation.seed,
         "rounds": int(state["round"]),
-        "num_clients": fed.size(),
+        "num_clients": fed.client_count(),
         "wall_seconds": prior_seconds + time.perf_counter() - started,
         "device": device_label(device),  # the server's; config.json's run.device is the request
         "node_devices": dict(sorted(fed.devices.items())),  # as the nodes reported them

@@ -19,6 +19,7 @@ import tempfile
 from typing import Any
 
 from clients.app import app as client_app
+from clients.pool import pooled_app
 from methods.user_method import METHOD_PATH_ENV, exported_method_path
 from methods.base import RunSpec
 from methods.common.device import resolve_device
@@ -87,6 +88,8 @@ def run_in_process(job: Job, num_nodes: int, *, ray_address: str | None = None,
 
     `client` replaces fedvault's ClientApp (benches wrap it); `num_cpus` caps Ray's CPUs;
     `resources` is each ClientApp's (CPUs, GPU share): `client_resources` of the run.
+    Every simulated node can be a pool node (clients/pool.py): it plays a logical client
+    only when the server names one, which it does only under `pool-nodes`.
     """
     from flwr.simulation import run_simulation
 
@@ -99,11 +102,16 @@ def run_in_process(job: Job, num_nodes: int, *, ray_address: str | None = None,
     with contextlib.nullcontext() if verbose else quiet_workers():  # Ray's actors: quiet_logs.py
         run_simulation(
             server_app=make_server_app(job),
-            client_app=client or client_app,
+            client_app=pooled_app(client or client_app),
             num_supernodes=num_nodes,
             backend_config=backend_config(ray_address, resources[0], num_cpus, resources[1]),
             verbose_logging=verbose,
         )
+
+
+def simulated_nodes(spec: RunSpec) -> int:
+    """The virtual SuperNodes a simulation registers: the pool, else one per client."""
+    return spec.federation.pool_nodes or spec.federation.num_clients
 
 
 def client_resources(spec: RunSpec, ray_address: str | None = None) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """A Grid stand-in that hands each message to the real ClientApp in this process.
 
 Workflows run against it exactly as against Flower's grids, in seconds and
-without Ray, and every message and reply is recorded for inspection. Nodes
+without Ray (`client` replaces fedvault's ClientApp, as a simulation's pool wrapper does), and every message and reply is recorded for inspection. Nodes
 listed in `dead` never answer (a killed SuperNode); `tamper` may rewrite a
 node's replies (a malicious or broken client). As over the wire, each node gets its own
 copy of a message, and a ClientApp that raises answers with Flower's error reply.
@@ -27,6 +27,7 @@ class InProcessGrid:
         dead: Iterable[int] = (),
         tamper: Callable[[int, Message], Message] | None = None,
         first_node_id: int = 1000,
+        client=None,
     ) -> None:
         # The ClientApp expects a task identity in its process (set by Flower's runtimes).
         TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = 1
@@ -39,6 +40,7 @@ class InProcessGrid:
         }
         self.dead = set(dead)
         self.tamper = tamper
+        self.client = client or client_app  # e.g. clients/pool.py's pool node
         self.sent: list[Message] = []
         self.replies: list[tuple[int, Message]] = []
         self._pushed: dict[str, Message] = {}
@@ -57,7 +59,7 @@ class InProcessGrid:
             # Flower's SecAgg+ mod pops keys from a record every node's message shares)
             delivered = message_from_proto(message_to_proto(msg))
             try:
-                reply = client_app(delivered, self.contexts[node_id])
+                reply = self.client(delivered, self.contexts[node_id])
             except Exception as exc:  # as Flower's runtimes answer a ClientApp that raises
                 reply = Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION,
                                       reason=f"{type(exc)}:<'{exc}'>"), reply_to=delivered)

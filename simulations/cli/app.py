@@ -13,6 +13,7 @@ from rich.table import Table
 
 from methods.config import ConfigError
 from server.run_dir import RunDirError, RunDirectory, default_run_dir
+from server.pool import check_pool_transport
 from server.runner import Job, server_device
 from server.tracking import check_tracking
 from server.scenario import (
@@ -139,7 +140,7 @@ def simulate(
 ) -> None:
     """Run a scenario with Flower's Simulation Engine."""
     from simulations.cli.progress import RoundConsole
-    from simulations.simulate import client_resources, run_in_process
+    from simulations.simulate import client_resources, run_in_process, simulated_nodes
 
     try:
         if resume is not None:
@@ -154,9 +155,11 @@ def simulate(
     # what Ray reserved for each ClientApp (the GPU share may be simulate's own: see
     # client_resources); recorded in config.json's and summary.json's deployment
     job.deployment = {**job.deployment, "client_num_cpus": resources[0], "client_num_gpus": resources[1]}
-    total, nodes = spec.federation.num_server_rounds, spec.federation.num_clients
-    console.print(f"[bold]{escape(scenario)}[/]: {nodes} simulated nodes, {total} rounds → {job.run_dir}",
-                  soft_wrap=True)
+    total, nodes = spec.federation.num_server_rounds, simulated_nodes(spec)
+    clients = (f" playing {spec.federation.num_clients} clients"
+               if spec.federation.pool_nodes else "")
+    console.print(f"[bold]{escape(scenario)}[/]: {nodes} simulated nodes{clients}, {total} rounds "
+                  f"→ {job.run_dir}", soft_wrap=True)
     try:
         with RoundConsole(console, spec) as live:  # fed by the run's metrics stream
             job.sinks.append(live)
@@ -194,6 +197,7 @@ def deploy(
             run_dir = run_dir.resolve()
             if scenario.endswith(".toml"):  # the ServerApp reads it from another directory
                 scenario = str(Path(scenario).resolve())
+        check_pool_transport(spec, "grpc-rere")
     except (ConfigError, RunDirError) as exc:
         fail(str(exc))
     mode = "insecure" if insecure else "TLS + SuperNode authentication"

@@ -99,12 +99,16 @@ def test_scale_clients_share_shards_beyond_the_data_size():
         "partition-id": 345, "num-partitions": 1_000}
     spec = scale_spec(10_000)
     assert round(spec.federation.fraction_train * 10_000) == 10
+    assert spec.federation.pool_nodes == 10  # 10 Flower nodes whatever N
     flat = {"rss_per_round": [1, 2, 10, 10, 10], "steady_seconds": 1.0, "peak_rss": 10,
             "steady_cpu_seconds": 2.0}
     slow = {**flat, "steady_seconds": 1.5, "steady_cpu_seconds": 3.0}
-    assert verdict({1000: flat, 10000: flat})["pass"] is True
-    assert verdict({1000: flat, 10000: slow})["round_cpu_ratio"] == 1.5
-    assert verdict({1000: flat, 10000: slow})["pass"] is False
+    fat = {**flat, "peak_rss": 12}
+    good = verdict({1000: flat, 10000: slow, 100000: flat})
+    assert good["pass"] is True and good["largest_num_clients"] == 100000
+    assert verdict({1000: flat, 100000: slow})["round_cpu_ratio"] == 1.5
+    assert verdict({1000: flat, 100000: slow})["pass"] is False
+    assert verdict({1000: flat, 10000: fat, 100000: flat})["pass"] is False
 
 
 def test_wire_bytes_count_every_array_of_a_message():
