@@ -40,13 +40,16 @@ def pooled_mnist(split: str, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pool_roles(digits: np.ndarray, normal_class: int, seed: int, labeled_normal_fraction: float,
-               labeled_anomaly_fraction: float) -> np.ndarray:
-    """The role of every training image; independent of ρ so all ρ share one labeled set."""
+               labeled_anomaly_fraction: float,
+               labeled_anomaly_classes: tuple[int, ...] = ()) -> np.ndarray:
+    """The role of every training image; independent of ρ so all ρ share one labeled set.
+    The labeled anomalies come from `labeled_anomaly_classes` (() = every other digit)."""
     rng = np.random.default_rng([seed, normal_class, 1])
     roles = np.full(len(digits), UNLABELED, dtype=np.int64)
     normals = rng.permutation(np.flatnonzero(digits == normal_class))
     roles[normals[: max(1, round(len(normals) * labeled_normal_fraction))]] = LABELED_NORMAL
-    others = [c for c in np.unique(digits) if c != normal_class]
+    others = [c for c in np.unique(digits) if c != normal_class
+              and (not labeled_anomaly_classes or c in labeled_anomaly_classes)]
     frac = labeled_anomaly_fraction
     per_class = max(1, round(len(normals) * frac / (1 - frac) / len(others)))
     for cls in others:
@@ -90,10 +93,12 @@ def client_shards(digits: np.ndarray, roles: np.ndarray, *, normal_class: int, c
 
 @functools.lru_cache(maxsize=16)
 def training_pool(normal_class: int, seed: int, size: int, labeled_normal_fraction: float,
-                  labeled_anomaly_fraction: float) -> ArrayDataset:
+                  labeled_anomaly_fraction: float,
+                  labeled_anomaly_classes: tuple[int, ...] = ()) -> ArrayDataset:
     """All MNIST-5k training images with their roles as labels (clients take shards)."""
     x, digits = pooled_mnist("train", size)
-    roles = pool_roles(digits, normal_class, seed, labeled_normal_fraction, labeled_anomaly_fraction)
+    roles = pool_roles(digits, normal_class, seed, labeled_normal_fraction, labeled_anomaly_fraction,
+                       labeled_anomaly_classes)
     return ArrayDataset(x, roles, len(ROLE_NAMES), f"mnist5k-oneclass-{normal_class}")
 
 

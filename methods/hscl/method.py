@@ -59,7 +59,8 @@ class HSCL(Method):
     def train_dataset(self, spec: RunSpec) -> ArrayDataset:
         cfg = spec.method
         return training_pool(cfg.normal_class, spec.federation.seed, cfg.image_size,
-                             cfg.labeled_normal_fraction, cfg.labeled_anomaly_fraction)
+                             cfg.labeled_normal_fraction, cfg.labeled_anomaly_fraction,
+                             cfg.labeled_anomaly_classes)
 
     def node_partition(self, spec: RunSpec, labels: np.ndarray, num_partitions: int) -> list[np.ndarray]:
         cfg = spec.method

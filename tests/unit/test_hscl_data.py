@@ -100,3 +100,18 @@ def test_a_small_initial_prototype_is_turned_within_a_short_budget(scale, turned
         optimizer.step()
     cosine = torch.nn.functional.cosine_similarity(start, model.prototype.detach(), dim=0).item()
     assert (cosine < 0.9) if turned else (cosine > 0.95)
+
+
+def test_labeled_anomalies_can_come_from_a_few_digits_only():
+    roles = pool_roles(DIGITS, 3, seed=0, labeled_normal_fraction=0.05,
+                       labeled_anomaly_fraction=0.05, labeled_anomaly_classes=(1, 4, 7))
+    labelled = DIGITS[roles == LABELED_ANOMALY]
+    assert set(labelled) == {1, 4, 7} and len(labelled) == 12  # round(200·0.05/0.95/3) = 4 each
+
+
+def test_labeled_anomaly_classes_must_not_name_a_normal_digit():
+    from methods.config import ConfigError
+    from server.scenario import resolve
+
+    with pytest.raises(ConfigError, match="labeled-anomaly-classes"):
+        resolve("hscl", {"hscl.labeled-anomaly-classes": "1,3"})  # 3 is a normal class
