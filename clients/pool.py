@@ -11,7 +11,8 @@ front of fedvault's ClientApp, gives that app the client's own view of the node:
   here and takes the server ledger's copy, as a restarted node does
   (clients/privacy.py load_history); docs/performance.md#pooled-clients says what that
   means for the guarantee.
-A message without a client (the pool's own discovery) passes through unchanged.
+A message without a client passes through unchanged when it is the pool's own discovery,
+or not a fedvault request at all; any other request of a pooled run must name its client.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from flwr.clientapp import ClientApp
 from clients.app import BAD_REQUEST
 from clients.node_data import DATA_DIR, NUM_PARTITIONS, PARTITION_ID, POOL_CLIENT
 from methods.resolve import run_spec_from_json
-from protos.codec import PayloadError
-from protos.contract import CONFIG, HEADER
+from protos.contract import CONFIG, HEADER, INFO
 from protos.records import error_content, read_header
 
 STATE_PREFIX = "client-"
@@ -54,17 +54,11 @@ def keep_client_state(state: RecordDict, client: int, view: RecordDict) -> None:
         state[prefix + key] = value
 
 
-def played_client(msg: Message) -> int | None:
-    """The logical client the message's header names; None for none (or no header)."""
-    if CONFIG not in msg.content or HEADER not in msg.content[CONFIG]:
-        return None
-    header = read_header(msg)
-    return int(header.client) if header.HasField("client") else None
-
-
 @lru_cache(maxsize=8)
-def _num_clients(config_json: str) -> int:
-    return run_spec_from_json(config_json).federation.num_clients
+def _sizes(config_json: str) -> tuple[int, int]:
+    """(num-clients, pool-nodes) of the run a request belongs to."""
+    fed = run_spec_from_json(config_json).federation
+    return fed.num_clients, fed.pool_nodes
 
 
 def pooled_app(inner: ClientApp, node_config_of: NodeConfigOf = client_node_config) -> ClientApp:
@@ -72,11 +66,18 @@ def pooled_app(inner: ClientApp, node_config_of: NodeConfigOf = client_node_conf
     wrapper = ClientApp()
 
     def forward(msg: Message, context: Context) -> Message:
+        if CONFIG not in msg.content or HEADER not in msg.content[CONFIG]:
+            return inner(msg, context)  # not a fedvault request (SecAgg+'s own stages)
         try:
-            client = played_client(msg)
-            num_clients = _num_clients(read_header(msg).config_json) if client is not None else 0
-        except (PayloadError, ValueError) as exc:  # untrusted bytes: refused, not a crash
+            header = read_header(msg)
+            client = int(header.client) if header.HasField("client") else None
+            num_clients, pool_nodes = _sizes(header.config_json)
+        except Exception as exc:  # noqa: BLE001 - untrusted bytes: refused, not a crash
             return Message(error_content(BAD_REQUEST, f"{type(exc).__name__}: {exc}"), reply_to=msg)
+        if client is None and pool_nodes and msg.metadata.message_type != f"query.{INFO}":
+            # only the pool's own discovery runs as the node itself, never a training request
+            return Message(error_content(BAD_REQUEST, "a pooled run names the client of every "
+                                         "request but the pool's discovery"), reply_to=msg)
         if client is None:
             return inner(msg, context)
         if not 0 <= client < num_clients:

@@ -28,7 +28,7 @@ from methods.base import RunSpec
 from methods.config import ConfigError
 from protos import fedvault_pb2 as pb
 from protos.codec import decode, encode
-from protos.contract import CONFIG, HEADER
+from protos.contract import CONFIG, HEADER, Phase
 from server.federation import Federation, FederationError, NodeRecord
 from server.run_dir import RunDirectory
 
@@ -52,6 +52,11 @@ class PooledFederation(Federation):
         self.lazy = False
         self.members: dict[int, NodeRecord] = {}  # the pool nodes, as they describe themselves
         self.playing: dict[int, int] = {}  # pool node id -> the logical client it plays now
+        # Clients whose DP training request went unanswered: the pool node may have trained
+        # and kept that round's history where the client will not find it again, and the
+        # server's ledger lacks the round. They never train again (see `sample`).
+        self.unaccounted: set[int] = set()
+        self._dp_rounds = spec.dp.enabled and spec.dp.level == "sample"
 
     def _member_records(self) -> dict[int, NodeRecord]:
         return self.members
@@ -90,7 +95,7 @@ class PooledFederation(Federation):
         if len(pool) < wanted and self._probes:
             pool = self._await_rejoin(wanted)
         count = min(wanted, len(pool))
-        if count < fed.min_nodes:
+        if len(pool) < min(fed.min_nodes, fed.pool_nodes):  # min-nodes counts pool nodes here
             raise FederationError(f"round {rnd}: {len(pool)} reachable pool node(s) left, fewer "
                                   f"than min-nodes={fed.min_nodes}")
         if count < wanted:
@@ -98,6 +103,12 @@ class PooledFederation(Federation):
                                f"{wanted} sampled clients; {count} clients train")
         rng = np.random.default_rng([fed.seed, rnd])
         clients = sorted(int(c) for c in rng.choice(fed.num_clients, size=count, replace=False))
+        if barred := [c for c in clients if c in self.unaccounted]:
+            # drawn as in every other run, then left out, as a client over its budget is
+            self.run.log_event(f"round {rnd}: client(s) {', '.join(f'p{c}' for c in barred)} "
+                               "sampled but not asked: an earlier DP release of theirs went "
+                               "unanswered and is missing from the ledger")
+            clients = [c for c in clients if c not in self.unaccounted]
         self.playing = dict(zip(pool, clients))
         self.nodes = {}
         facts = {r.node_id: r for r in self._ask_info(list(self.playing))}
@@ -114,6 +125,17 @@ class PooledFederation(Federation):
         return NodeRecord(node_id, client, record.num_partitions, "partition",
                           num_examples=info.num_examples, data_shape=info.data_shape,
                           num_classes=info.num_classes, num_held_out=info.num_held_out)
+
+    def relay(self, messages, rnd: int, phase: str) -> list[Message]:
+        messages = list(messages)
+        replies = super().relay(messages, rnd, phase)
+        if self._dp_rounds and phase == Phase.TRAIN:
+            answered = {r.metadata.src_node_id for r in replies}
+            for msg in messages:
+                node_id = msg.metadata.dst_node_id
+                if node_id not in answered and node_id in self.playing:
+                    self.unaccounted.add(self.playing[node_id])
+        return replies
 
     def _send_and_receive(self, messages: list[Message], timeout: float) -> list[Message]:
         return super()._send_and_receive([self._stamped(m) for m in messages], timeout)

@@ -179,3 +179,36 @@ def test_a_pool_is_refused_outside_a_simulation():
     with pytest.raises(ConfigError, match="transport is grpc-rere"):
         check_pool_transport(spec, "grpc-rere")
     check_pool_transport(resolve("fedavg", FAST), "grpc-rere")
+
+
+def test_a_client_whose_dp_release_went_unanswered_never_trains_again(tmp_path):
+    """A pool node that times out may have trained and kept the round where its client
+    will not look again, and the ledger lacks the round: that client is barred."""
+    grid = _pool_grid(3)
+    original = grid.send_and_receive
+    calls = {"train": 0}
+
+    def first_node_dies_in_round_1(messages, timeout=None):
+        messages = list(messages)
+        if any(m.metadata.message_type == "train" for m in messages):
+            calls["train"] += 1
+            if calls["train"] == 1:
+                grid.dead.add(min(m.metadata.dst_node_id for m in messages))
+        return original(messages, timeout=timeout)
+
+    grid.send_and_receive = first_node_dies_in_round_1
+    _, rounds = _run(tmp_path, "pooled", grid, "dp-fedavg",
+                     **{**DP, "pool-nodes": "3", "num-server-rounds": "3"})
+    assert rounds[0]["nodes"] == ["p5"]  # round 1 drew p2 and p5; p2 played the node that died
+    assert all("p2" not in r["nodes"] for r in rounds)
+    events = (tmp_path / "pooled" / "events.log").read_text()
+    assert "round 3: client(s) p2 sampled but not asked" in events
+    ledger = (tmp_path / "pooled" / "ledger.jsonl").read_text()
+    assert '"node": "p2"' not in ledger and '"node": "p5"' in ledger
+
+
+def test_a_pooled_runs_training_request_without_a_client_is_refused():
+    spec = resolve("fedavg", {**FAST, "pool-nodes": "2"})
+    content = RecordDict({CONFIG: ConfigRecord({HEADER: encode(round_header(spec, 1, Phase.TRAIN))})})
+    reply = pooled_app(client_app)(Message(content, dst_node_id=1, message_type="train"), _context())
+    assert "names the client of every request" in _reason(reply)
