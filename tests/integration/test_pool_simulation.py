@@ -40,10 +40,3 @@ def test_two_simulated_nodes_play_six_clients_as_six_nodes_would(fedvault_cli, t
     summary = json.loads((tmp_path / "pooled" / "summary.json").read_text())
     assert summary["num_clients"] == 6
 
-
-def test_a_pool_is_refused_by_deploy_before_anything_starts(fedvault_cli, tmp_path):
-    proc = fedvault_cli("deploy", "fedavg", "--nodes", "2", "--out", str(tmp_path / "run"),
-                        "--set", "pool-nodes=2", "--set", "fraction-train=0.5")
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "pool-nodes=2 runs in a simulation" in proc.stderr + proc.stdout
-    assert not (tmp_path / "run").exists()

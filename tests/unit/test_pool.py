@@ -212,3 +212,16 @@ def test_a_pooled_runs_training_request_without_a_client_is_refused():
     content = RecordDict({CONFIG: ConfigRecord({HEADER: encode(round_header(spec, 1, Phase.TRAIN))})})
     reply = pooled_app(client_app)(Message(content, dst_node_id=1, message_type="train"), _context())
     assert "names the client of every request" in _reason(reply)
+
+
+def test_deploy_refuses_a_pool_before_anything_starts(tmp_path):
+    from typer.testing import CliRunner
+
+    from simulations.cli.app import cli
+
+    result = CliRunner().invoke(cli, ["deploy", "fedavg", "--nodes", "2", "--out",
+                                      str(tmp_path / "run"), "--set", "pool-nodes=2",
+                                      "--set", "fraction-train=0.5"])
+    assert result.exit_code == 2, result.output
+    assert "pool-nodes=2 runs in a simulation" in result.output
+    assert not (tmp_path / "run").exists()
