@@ -27,8 +27,9 @@ from flwr.serverapp import Grid
 from methods.base import RunSpec
 from methods.config import ConfigError
 from protos import fedvault_pb2 as pb
-from protos.codec import decode, encode
+from protos.codec import PayloadError, decode, encode
 from protos.contract import CONFIG, HEADER, Phase
+from protos.records import read_error
 from server.federation import Federation, FederationError, NodeRecord
 from server.run_dir import RunDirectory
 
@@ -60,6 +61,33 @@ class PooledFederation(Federation):
 
     def _member_records(self) -> dict[int, NodeRecord]:
         return self.members
+
+    def discover(self) -> None:
+        super().discover()
+        self._check_nodes_play_clients()
+
+    def _check_nodes_play_clients(self) -> None:
+        """One stamped info request before round 1: nodes without the pool wrapper (a
+        ServerApp started by `flwr run` in Flower's own simulation) refuse every stamped
+        request, and the run would spend all its rounds before saying so."""
+        node_id = min(self.members)
+        self.playing = {node_id: 0}
+        try:
+            replies = self._send_and_receive([self._info_request(node_id)],
+                                             self.spec.federation.round_timeout)
+        finally:
+            self.playing = {}
+        for reply in replies:  # none: a slow node, which the rounds handle as ever
+            try:
+                refusal = None if reply.has_error() else read_error(reply.content)
+            except PayloadError:
+                refusal = pb.ErrorReply(reason="an unreadable error reply")
+            error = reply.error.reason if reply.has_error() else refusal and refusal.reason
+            if error is not None:
+                raise FederationError(
+                    f"node {node_id} cannot play a logical client ({error.splitlines()[0]}); "
+                    "pool-nodes runs under `fedvault simulate`, whose nodes play the clients "
+                    "the server names")
 
     def refresh(self) -> None:
         connected = set(self.grid.get_node_ids())

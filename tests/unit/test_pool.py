@@ -225,3 +225,15 @@ def test_deploy_refuses_a_pool_before_anything_starts(tmp_path):
     assert result.exit_code == 2, result.output
     assert "pool-nodes=2 runs in a simulation" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_a_pooled_run_on_nodes_without_the_pool_wrapper_stops_before_round_1(tmp_path):
+    """`flwr run` in Flower's own simulation starts fedvault's bare ClientApp: its nodes
+    refuse stamped requests, and the run says so before training, not after every round."""
+    from server.federation import FederationError
+
+    grid = InProcessGrid(partition_nodes(2), first_node_id=5000)  # no pool wrapper
+    spec = resolve("fedavg", {**FAST, "pool-nodes": "2"})
+    with pytest.raises(FederationError, match="cannot play a logical client"):
+        run_job(grid, Job(spec=spec, run_dir=str(tmp_path / "run"), scenario="fedavg"))
+    assert not any(m.metadata.message_type == "train" for m in grid.sent)
