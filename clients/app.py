@@ -51,7 +51,7 @@ def _dispatch(msg: Message, context: Context) -> RecordDict:
     check_client(header, context.node_config)
     if header.phase not in PHASES:
         raise ValueError(f"unknown phase {header.phase!r}; this node knows {sorted(PHASES)}")
-    spec = _run_spec(header.config_json)
+    spec = run_spec_of(header.config_json)
     # the node's own privacy floor, before any phase touches its records
     NodePolicy.of(context.node_config).check_phase(spec, header.phase, header.round)
     return PHASES[header.phase](spec, header, msg.content, context)
@@ -66,7 +66,7 @@ def check_client(header: pb.RoundHeader, node_config) -> None:
 
 
 @lru_cache(maxsize=8)
-def _run_spec(config_json: str) -> RunSpec:
+def run_spec_of(config_json: str) -> RunSpec:
     # Every request of a run carries the same config: parse it once per process (the
     # spec is frozen, so sharing it is safe); a few runs' worth are kept.
     return run_spec_from_json(config_json)
@@ -95,7 +95,7 @@ def _data_facts(msg: Message, context: Context) -> NodeFacts:
     bound and skips its data check) when they cannot be read, so a node whose data fail to
     load still answers and reports that failure where it trains, with the round."""
     try:
-        return node_facts(_run_spec(read_header(msg).config_json), context.node_config)
+        return node_facts(run_spec_of(read_header(msg).config_json), context.node_config)
     except Exception:  # noqa: BLE001 - the facts are advisory; training reports the cause
         return UNDECLARED
 

@@ -17,15 +17,13 @@ or not a fedvault request at all; any other request of a pooled run must name it
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients.app import BAD_REQUEST
+from clients.app import BAD_REQUEST, run_spec_of
 from clients.node_data import DATA_DIR, NUM_PARTITIONS, PARTITION_ID, POOL_CLIENT
-from methods.resolve import run_spec_from_json
 from protos.contract import CONFIG, HEADER, INFO
 from protos.records import error_content, read_header
 
@@ -54,13 +52,6 @@ def keep_client_state(state: RecordDict, client: int, view: RecordDict) -> None:
         state[prefix + key] = value
 
 
-@lru_cache(maxsize=8)
-def _sizes(config_json: str) -> tuple[int, int]:
-    """(num-clients, pool-nodes) of the run a request belongs to."""
-    fed = run_spec_from_json(config_json).federation
-    return fed.num_clients, fed.pool_nodes
-
-
 def pooled_app(inner: ClientApp, node_config_of: NodeConfigOf = client_node_config) -> ClientApp:
     """`inner` behind the pool: every message naming a client runs as that client."""
     wrapper = ClientApp()
@@ -71,7 +62,8 @@ def pooled_app(inner: ClientApp, node_config_of: NodeConfigOf = client_node_conf
         try:
             header = read_header(msg)
             client = int(header.client) if header.HasField("client") else None
-            num_clients, pool_nodes = _sizes(header.config_json)
+            fed = run_spec_of(header.config_json).federation  # parsed once per run, shared
+            num_clients, pool_nodes = fed.num_clients, fed.pool_nodes
         except Exception as exc:  # noqa: BLE001 - untrusted bytes: refused, not a crash
             return Message(error_content(BAD_REQUEST, f"{type(exc).__name__}: {exc}"), reply_to=msg)
         if client is None and pool_nodes and msg.metadata.message_type != f"query.{INFO}":
