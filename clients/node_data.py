@@ -108,7 +108,7 @@ def node_data(method: Method, spec: RunSpec, node_config: Mapping) -> NodeData:
     else:
         if not 0 <= pid < num_partitions:
             raise ValueError(f"partition-id {pid} is outside [0, {num_partitions})")
-        full = method.train_dataset(spec)
+        full = method.fit_dataset(spec)
         shards = _shards(method, spec, num_partitions, full)
         data = NodeData(full.subset(shards[pid]), None)
     if data.held_out is None and spec.federation.evaluation != "server":

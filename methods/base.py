@@ -149,6 +149,9 @@ class Method(ABC):
     # in numpy, module-level constants, draws without `device=`): `device=auto` runs it on
     # the CPU and an accelerator named explicitly is refused (methods/common/device.py).
     cpu_only: ClassVar[bool] = False
+    # Where a method that keeps its own validation data says so: `data.validation-fraction`
+    # is then refused with this text (FedSA's server holds validation canvases instead).
+    own_validation: ClassVar[str] = ""
 
     @abstractmethod
     def build_model(self, spec: RunSpec) -> nn.Module:
@@ -167,12 +170,48 @@ class Method(ABC):
         raise NotImplementedError(f"{type(self).__name__} gives no per-example losses")
 
     def train_dataset(self, spec: RunSpec) -> ArrayDataset:
-        """The data set the federation's partitions are cut from."""
+        """The training data, the validation split included (`fit_dataset` takes it out)."""
         return load_dataset(spec.data.dataset, "train", root=spec.data.root or None,
                             **spec.data.folder_format())
 
+    # --- the splits: what nodes train on, what the run is measured on --------------------
+    def fit_dataset(self, spec: RunSpec) -> ArrayDataset:
+        """What the federation's partitions are cut from: `train_dataset` less the
+        validation split (`data.validation-fraction`); all of it without one."""
+        full = self.train_dataset(spec)
+        if not spec.data.validation_fraction:
+            return full
+        return full.subset(self.validation_split(spec, full)[0])
+
+    def validation_dataset(self, spec: RunSpec) -> ArrayDataset | None:
+        """The validation split: held out of `train_dataset`, no node trains on it. None
+        without `data.validation-fraction`."""
+        if not spec.data.validation_fraction:
+            return None
+        full = self.train_dataset(spec)
+        return full.subset(self.validation_split(spec, full)[1])
+
+    def validation_split(self, spec: RunSpec, full: ArrayDataset) -> tuple[np.ndarray, np.ndarray]:
+        """(kept, held-out) indices into `full`. Default: stratified by label and seeded by
+        the run's seed, so every class (or, for methods whose label is the node a row
+        belongs to, every node) keeps its share. The same spec always gives the same split:
+        a node that is a fresh process every round never trains on a held-out row."""
+        from methods.common.partition import stratified_holdout
+
+        return stratified_holdout(full.y, spec.data.validation_fraction, spec.federation.seed)
+
+    def evaluation_dataset(self, spec: RunSpec) -> ArrayDataset:
+        """What every figure of the run is measured on: the test split, or the validation
+        split under `data.evaluate-on=validation` (then no test figure is read)."""
+        if spec.data.evaluate_on == "validation":
+            validation = self.validation_dataset(spec)
+            if validation is None:  # DataConfig.validate refuses this before a run starts
+                raise ConfigError("data.evaluate-on=validation needs data.validation-fraction > 0")
+            return validation
+        return self.test_dataset(spec)
+
     def node_partition(self, spec: RunSpec, labels: np.ndarray, num_partitions: int) -> list[np.ndarray]:
-        """Each simulated/demo node's indices into `train_dataset` (the scenario's partitioner).
+        """Each simulated/demo node's indices into `fit_dataset` (the scenario's partitioner).
 
         A method whose protocol fixes who holds what overrides it (LIRF: the owner
         node holds the deposit classes).

@@ -87,6 +87,8 @@ def check_device_form(text: object, key: str = "device") -> None:
 AGGREGATIONS = ("fedavg", "krum", "median", "trimmed-mean")
 # Who evaluates the global model each round (FederationConfig.evaluation; server/evaluation.py).
 EVALUATIONS = ("server", "federated", "auto")
+# Which split a run's figures are measured on (DataConfig.evaluate_on).
+EVALUATE_ON = ("test", "validation")
 # Experiment trackers (FederationConfig.tracking; server/tracking.py), optional extras.
 TRACKERS = ("none", "tensorboard", "mlflow")
 
@@ -197,8 +199,18 @@ class DataConfig:
     folder lacks some classes labels the others as every node does; empty = the sorted class
     directories (a node's own folder: those of the run's named set, "0".."9", when it is
     mnist5k, digits or cifar*)."""
+    validation_fraction: float = 0.0
+    """Share of the training data held out as the run's validation split, carved before the
+    nodes' partitions (stratified by label, seeded by the run's seed): no node trains on it.
+    0 = no split. Methods whose data have no labels to stratify by say how they carve it
+    (Method.validation_split)."""
+    evaluate_on: str = "test"
+    """test | validation: the split every figure of the run is measured on (each round's
+    evaluation and the summary). `validation` needs validation-fraction > 0 and reads no test
+    figure: settings are chosen that way (`fedvault bench choose`), then measured on test."""
 
-    BOUNDS = {"image_size": Bound(1, 4096)}
+    BOUNDS = {"image_size": Bound(1, 4096),
+              "validation_fraction": Bound(0, 1, open_high=True)}
 
     def validate(self) -> None:
         from methods.common.datasets import _LOADERS  # the registry of data set names
@@ -213,6 +225,12 @@ class DataConfig:
             problems.append("data.dirichlet-alpha must be > 0 and data.classes-per-client >= 1")
         if len(self.image_size) > 2:
             problems.append(f"data.image-size must be H,W or one int (got {list(self.image_size)})")
+        if self.evaluate_on not in EVALUATE_ON:
+            problems.append(f"data.evaluate-on must be one of {', '.join(EVALUATE_ON)} "
+                            f"(got {self.evaluate_on!r})")
+        elif self.evaluate_on == "validation" and not self.validation_fraction:
+            problems.append("data.evaluate-on=validation needs a validation split: set "
+                            "data.validation-fraction in (0, 1)")
         if self.channels not in (0, 1, 3):
             problems.append(f"data.channels must be 1, 3 or 0 (= the first image's) (got {self.channels})")
         names = self.class_names

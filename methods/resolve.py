@@ -45,11 +45,17 @@ def _split_sections(flat: Mapping[str, Any], method: str) -> tuple[dict, dict, d
     return fed, data, meth, cross
 
 
+# Keys renamed since a run directory could have recorded them (config.json's "run"): read
+# as their new names, so an older run still resumes.
+RENAMED_KEYS = {"lirf.validation-fraction": "data.validation-fraction"}
+
+
 def parse_run_spec(flat: Mapping[str, Any]) -> RunSpec:
     """Build a RunSpec from flat dotted kebab-case keys (scenario + overrides).
 
     `method` may name a user's class (`mymethod:TinyCNN`): it stays so in the spec, and so
     in every RoundHeader, while the method's keys live under its `name` (`tinycnn.lr`)."""
+    flat = {RENAMED_KEYS.get(key, key): value for key, value in flat.items()}
     method_name = str(flat.get("method", FederationConfig.method))
     method = get_method(method_name)
     section = method.name
@@ -63,6 +69,7 @@ def parse_run_spec(flat: Mapping[str, Any]) -> RunSpec:
                    method_section="" if section == method_name else section)
     validate_secure_aggregation(spec, method)
     validate_pool(spec, method)
+    validate_validation_split(spec, method)
     return spec
 
 
@@ -197,3 +204,14 @@ def validate_pool(spec: RunSpec, method: Method) -> None:
         problems.append(f"pool-nodes={fed.pool_nodes} exceeds num-clients={fed.num_clients}")
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def validate_validation_split(spec: RunSpec, method: Method) -> None:
+    """`data.validation-fraction` and `data.evaluate-on` against the method and evaluation."""
+    data = spec.data
+    if data.validation_fraction and method.own_validation:
+        raise ConfigError(f"data.validation-fraction: {spec.method_name} {method.own_validation}")
+    if data.evaluate_on == "validation" and spec.federation.evaluation != "server":
+        raise ConfigError(f"data.evaluate-on=validation is measured by the server; "
+                          f"evaluation={spec.federation.evaluation} has the nodes score their "
+                          f"own held-out data instead (set evaluation=server)")

@@ -24,7 +24,7 @@ tells it again until it acknowledges). A crash before that checkpoint leaves
 T_0 and no receipt; the pending T_r is never used and the repeated deposit
 replaces it. Withdrawal mirrors it: the owner uploads a copy, the server
 checkpoints T̃ with the receipt marked withdrawn, then the owner releases T_r.
-Each model is also measured on the validation split (`lirf.validation-fraction`),
+Each model is also measured on the validation split (`data.validation-fraction`),
 carved from the training data, beside the test set, on the server's device (the run's
 `device`; the owner's deposit and audit run on the owner's). Reply checks: server/lirf_checks.py;
 summary.json: server/lirf_report.py.
@@ -89,7 +89,7 @@ class LIRFWorkflow:
         self.cfg = self.spec.method
         # where the server assesses each model (server/runner.py resolved it before the run)
         self.device = resolve_device(spec.federation.device, cpu_only=method.cpu_only)
-        self.test = method.test_dataset(spec)
+        self.test = method.evaluation_dataset(spec)
         self.validation = method.validation_dataset(spec)
         # run_id: what a withdrawal signature is bound to (drawn once, checkpointed)
         self.lirf = state.setdefault("lirf", {"stage": "phase0", "received": [], "refusals": 0})

@@ -56,7 +56,7 @@ class GlobalEvaluator:
         # on the server's device (server/runner.py); Method.evaluate follows the model's
         device = resolve_device(spec.federation.device, cpu_only=method.cpu_only)
         self.model = method.build_model(spec).to(device)
-        self.test = method.test_dataset(spec)
+        self.test = method.evaluation_dataset(spec)
 
     def __call__(self, arrays: dict[str, np.ndarray]) -> dict[str, float]:
         self.method.load_shared_state(self.model, arrays)

@@ -136,6 +136,8 @@ def _run_job(grid: Grid, job: Job) -> dict[str, Any]:
         "device": device_label(device),  # the server's; config.json's run.device is the request
         "node_devices": dict(sorted(fed.devices.items())),  # as the nodes reported them
         "secure_aggregation": spec.secagg.enabled,
+        # which split every figure above was measured on (data.evaluate-on)
+        "evaluated_on": spec.data.evaluate_on,
         **run.config().get("deployment", {}),
     }
     run.write_summary(summary)

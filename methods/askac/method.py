@@ -59,14 +59,19 @@ class AskAC(Method):
 
     def test_dataset(self, spec: RunSpec) -> ArrayDataset:
         """Greedy episodes: row i plays level i mod L on client variant (i // L) mod n."""
-        cfg, clients = spec.method, spec.federation.num_clients
-        levels = len(cfg.pole_lengths)
-        rows = np.arange(levels * cfg.eval_episodes)
-        level = rows % levels
-        length = [cfg.pole_lengths[lv] * cfg.pole_scale(int(r // levels) % clients, clients)
-                  for lv, r in zip(level, rows)]
-        x = np.stack([level, length, rows], axis=1).astype(np.float32).reshape(-1, 1, 1, 3)
-        return ArrayDataset(x, level.astype(np.int64), levels, "askac-episodes")
+        return _episodes(spec, 0, "askac-episodes")
+
+    def fit_dataset(self, spec: RunSpec) -> ArrayDataset:
+        """All the units: they count optimiser steps on fresh rollouts, none can be held out."""
+        return self.train_dataset(spec)
+
+    def validation_dataset(self, spec: RunSpec) -> ArrayDataset | None:
+        """Greedy episodes like the test's, from other starting states (their episode ids,
+        which seed each start, follow the test's): the environment is the training data, so
+        a validation split is more episodes of it, never the test's."""
+        if not spec.data.validation_fraction:
+            return None
+        return _episodes(spec, VALIDATION_EPISODES_FROM, "askac-validation-episodes")
 
     # --- local step -------------------------------------------------------------
     def train_step(self, model: nn.Module, batch: tuple, spec: RunSpec) -> torch.Tensor:
@@ -113,3 +118,20 @@ class AskAC(Method):
     def summarize(self, spec: RunSpec, results: Mapping[str, StageResult],
                   out_dir: Path) -> dict[str, Any]:
         return summarize_stages({name: r.history for name, r in results.items()}, spec.method)
+
+
+# The first episode id of the validation episodes: far past any test episode's id.
+VALIDATION_EPISODES_FROM = 1_000_000
+
+
+def _episodes(spec: RunSpec, first: int, name: str) -> ArrayDataset:
+    """Row i plays level i mod L on client variant (i // L) mod n; its episode id is
+    `first` + i (evaluate seeds the start state by it)."""
+    cfg, clients = spec.method, spec.federation.num_clients
+    levels = len(cfg.pole_lengths)
+    rows = np.arange(levels * cfg.eval_episodes)
+    level = rows % levels
+    length = [cfg.pole_lengths[lv] * cfg.pole_scale(int(r // levels) % clients, clients)
+              for lv, r in zip(level, rows)]
+    x = np.stack([level, length, rows + first], axis=1).astype(np.float32).reshape(-1, 1, 1, 3)
+    return ArrayDataset(x, level.astype(np.int64), levels, name)

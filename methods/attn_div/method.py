@@ -82,6 +82,19 @@ class AttentionDiversification(Method):
         cfg = spec.method
         return render_domain(cfg.target_domain, "test", cfg.test_per_domain, cfg.image_size)
 
+    def validation_dataset(self, spec: RunSpec) -> ArrayDataset | None:
+        """Training-domain validation (the usual model selection of domain generalisation):
+        the held-out training images of the split's source domains, labelled by digit. The
+        target domain is never looked at, so a setting chosen on it is not tuned to it."""
+        return self._held_out(spec, source_domains(spec.method))
+
+    def _held_out(self, spec: RunSpec, domains: list[int]) -> ArrayDataset | None:
+        held = super().validation_dataset(spec)  # stratified over the 40 domain × digit labels
+        if held is None:
+            return None
+        keep = np.isin(held.y // CLASSES, domains)
+        return ArrayDataset(held.x[keep], held.y[keep] % CLASSES, CLASSES, "mnist5k-4domains-validation")
+
     def node_partition(self, spec: RunSpec, labels: np.ndarray, num_partitions: int) -> list[np.ndarray]:
         """One source domain per node (nodes beyond K share a domain; fewer hold several)."""
         sources, domain = source_domains(spec.method), labels // CLASSES
@@ -188,13 +201,18 @@ class AttentionDiversification(Method):
 
     def _domain_model_accuracies(self, spec: RunSpec, target: int, arrays) -> dict[str, list[float]]:
         """How well each frozen domain model (teacher of L_inter) does on its own domain's
-        test images and on the target domain: the inter-model term is only as good as they are."""
+        test images and on the target domain: the inter-model term is only as good as they
+        are. Under data.evaluate-on=validation both are validation images of the sources."""
         split_spec = spec.for_stage(Stage("probe", {"target_domain": target}))
         model = self.build_model(split_spec)
         self.load_shared_state(model, arrays)
         cfg = split_spec.method
-        own = [render_domain(d, "test", cfg.test_per_domain, cfg.image_size) for d in source_domains(cfg)]
-        target_test = self.test_dataset(split_spec)
+        if spec.data.evaluate_on == "validation":  # no test image is read
+            own = [self._held_out(split_spec, [d]) for d in source_domains(cfg)]
+        else:
+            own = [render_domain(d, "test", cfg.test_per_domain, cfg.image_size)
+                   for d in source_domains(cfg)]
+        target_test = self.evaluation_dataset(split_spec)
         return {"source": [evaluate_net(m, t)["accuracy"] for m, t in zip(model.domain_models, own)],
                 "target": [evaluate_net(m, target_test)["accuracy"] for m in model.domain_models]}
 

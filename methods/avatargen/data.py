@@ -173,9 +173,16 @@ def target_poses(count: int, size: int) -> ArrayDataset:
     gen = torch.Generator().manual_seed(TEST_SEED)
     theta = sample_poses(count, ARM_RANGE, gen)
     azimuth = (torch.rand(count, generator=gen) * 2 - 1) * AZIMUTH
+    return targets_at(theta, azimuth, size, "avatargen-targets")
+
+
+def targets_at(theta: torch.Tensor, azimuth: torch.Tensor, size: int, name: str) -> ArrayDataset:
+    """Evaluation rows at the given poses: the bare proxy's mask and depth (the ground
+    truth render_targets scores against), and the packed pose."""
+    count = len(theta)
     out = in_chunks(lambda s: render_people(theta[s], azimuth[s], None, size), count)
     x = torch.cat([out["mask"].float()[:, None], out["depth"][:, None],
                    torch.zeros(count, 1, size, size), pack_pose(theta, azimuth, size)], 1)
     x = x.numpy().astype(np.float32)
     x.flags.writeable = False
-    return ArrayDataset(x, np.zeros(count, np.int64), 1, "avatargen-targets")
+    return ArrayDataset(x, np.zeros(count, np.int64), 1, name)

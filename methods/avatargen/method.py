@@ -26,7 +26,7 @@ from torch import nn
 
 from methods.avatargen import losses
 from methods.avatargen.config import AvatarGenConfig
-from methods.avatargen.data import node_images, target_poses, unpack_pose
+from methods.avatargen.data import node_images, target_poses, targets_at, unpack_pose
 from methods.avatargen.metrics import example_images, keypoint_errors, render_targets
 from methods.avatargen.nets import AvatarGAN
 from methods.base import Method, RunSpec, Stage, StageResult
@@ -83,6 +83,18 @@ class AvatarGen(Method):
         torch.set_num_threads(1)
         return target_poses(spec.method.test_poses, spec.method.image_size)
 
+    def validation_dataset(self, spec: RunSpec) -> ArrayDataset | None:
+        """Evaluation rows at the poses of the held-out training images (each node's share):
+        a training row is an image, and evaluate scores renders against the bare proxy's
+        mask and depth at the row's pose, so the held-out poses are rendered that way. Their
+        arms lie in the nodes' windows, not over the test's whole shoulder range."""
+        held = super().validation_dataset(spec)
+        if held is None:
+            return None
+        torch.set_num_threads(1)
+        theta, azimuth = unpack_pose(torch.tensor(held.x))
+        return targets_at(theta, azimuth, spec.method.image_size, "avatargen-validation")
+
     def train_step(self, model: nn.Module, batch: tuple, spec: RunSpec) -> torch.Tensor:
         cfg = spec.method
         x, _ = batch
@@ -113,7 +125,7 @@ class AvatarGen(Method):
                   out_dir: Path) -> dict[str, Any]:
         torch.set_num_threads(1)
         models, at_init = {}, {}
-        test = self.test_dataset(spec)
+        test = self.evaluation_dataset(spec)
         for name, overrides in STAGES.items():
             stage = Stage(name, overrides)
             model = self.build_model(spec.for_stage(stage))

@@ -118,7 +118,7 @@ class DynaST(Method):
         cascade, dense = final["cascade"], final["dense"]
         big = FINE_SIZES[-1]
         models = {variant: self.stage_model(spec, variant, results) for variant in VARIANTS}
-        write_examples(models, self.test_dataset(spec), out_dir / "examples")
+        write_examples(models, self.evaluation_dataset(spec), out_dir / "examples")
         return {
             "warp_l1": {v: final[v]["warp_l1"] for v in VARIANTS},
             "recon_l1": {v: final[v]["recon_l1"] for v in VARIANTS},

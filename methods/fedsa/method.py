@@ -36,6 +36,8 @@ class FedSAMethod(Method):
     config_cls = FedSAConfig
     paper = "Xie, Yu, Fang, Song et al., FedSA, arXiv:2207.13309 (Chip 2023)"
     workflow = "fedsa"
+    own_validation = ("keeps its own validation canvases, carved from the training digits "
+                      "(fedsa.val-per-class); set data.validation-fraction=0")
 
     def build_model(self, spec: RunSpec) -> nn.Module:
         cfg = spec.method

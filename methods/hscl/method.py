@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from methods.base import Method, RunSpec, Stage, StageResult
 from methods.common.datasets import ArrayDataset
+from methods.common.partition import stratified_holdout
 from methods.hscl.config import HSCLConfig
 from methods.hscl.data import (
     DIGIT_CLASSES,
@@ -65,6 +66,8 @@ class HSCL(Method):
     def node_partition(self, spec: RunSpec, labels: np.ndarray, num_partitions: int) -> list[np.ndarray]:
         cfg = spec.method
         digits = pooled_mnist("train", cfg.image_size)[1]  # the scenario's ground truth, not a client's
+        if spec.data.validation_fraction:  # `labels` are the roles of the rows left to train on
+            digits = digits[self.validation_split(spec, self.train_dataset(spec))[0]]
         return client_shards(digits, labels, normal_class=cfg.normal_class,
                              contamination=cfg.contamination, spread=cfg.contamination_spread,
                              num_clients=num_partitions, seed=spec.federation.seed,
@@ -72,6 +75,23 @@ class HSCL(Method):
 
     def test_dataset(self, spec: RunSpec) -> ArrayDataset:
         return one_class_test(spec.method.normal_class, spec.method.image_size)
+
+    def validation_split(self, spec: RunSpec, full: ArrayDataset) -> tuple[np.ndarray, np.ndarray]:
+        """Stratified by the true digit (the server's ground truth), not by the pool's roles,
+        so every digit, normal or anomaly, keeps its share on both sides."""
+        digits = pooled_mnist("train", spec.method.image_size)[1]
+        return stratified_holdout(digits, spec.data.validation_fraction, spec.federation.seed)
+
+    def validation_dataset(self, spec: RunSpec) -> ArrayDataset | None:
+        """The held-out training images labelled as the test set is (1 = the normal digit,
+        0 = an anomaly): the labels come from the server's ground truth, as the test's do."""
+        if not spec.data.validation_fraction:
+            return None
+        cfg = spec.method
+        x, digits = pooled_mnist("train", cfg.image_size)
+        held = self.validation_split(spec, self.train_dataset(spec))[1]
+        return ArrayDataset(x[held], (digits[held] == cfg.normal_class).astype(np.int64), 2,
+                            f"mnist5k-oneclass-{cfg.normal_class}-validation")
 
     def check_data(self, spec: RunSpec, num_classes: int) -> None:
         # The test set is binary (normal vs anomaly); normal-classes name MNIST's 10 digits.
@@ -148,7 +168,7 @@ class HSCL(Method):
         torch.set_num_threads(1)
         model = self.build_model(spec)
         self.load_shared_state(model, result.arrays)
-        test = self.test_dataset(spec)
+        test = self.evaluation_dataset(spec)
         scores = normality_scores(model, torch.tensor(test.x), views=spec.method.score_views,
                                   seed=spec.federation.seed)
         return auroc(test.y, scores.numpy())

@@ -45,9 +45,6 @@ class LIRFConfig(LocalTrainingConfig):
     """Normalisation of the CNN blocks: "batch" (the protocol's) or "group" (see README)."""
     widths: tuple[int, ...] = (16, 32, 32)
     """Channels of the three conv blocks ("CNN 16-32-32"), or of the ResNet's three stages."""
-    validation_fraction: float = 0.0
-    """Share of the training data held out (stratified, seeded by the run's seed) as a
-    validation set no node trains on; the summary reports each model on it (0 = none)."""
     deposit_epochs: int = 10
     """Epochs of deposit training over D_r."""
     deposit_lr: float = 0.003
@@ -104,8 +101,6 @@ class LIRFConfig(LocalTrainingConfig):
             problems.append("prune-ratio must be in [0, 1) and lambda-at >= 0")
         if len(self.widths) != 3 or min(self.widths) < 1:
             problems.append("widths must be three positive channel counts")
-        if not 0.0 <= self.validation_fraction < 1.0:
-            problems.append("validation-fraction must be in [0, 1)")
         problems += _arch_problems(self)
         if problems:
             raise ConfigError("lirf: " + "; ".join(problems))

@@ -18,8 +18,6 @@ import torch
 from torch import nn
 
 from methods.base import Method, RunSpec
-from methods.common.datasets import ArrayDataset
-from methods.common.partition import stratified_holdout
 from methods.config import ConfigError
 from methods.lirf.arch import build_split_net, check_split, output_classes, shape_of
 from methods.lirf.config import LIRFConfig, parse_sample_ids
@@ -80,26 +78,6 @@ class LIRF(Method):
 
         return node_indices(spec.method, labels, num_partitions, scenario_partitioner)
 
-    # --- the validation split ------------------------------------------------------
-    def train_dataset(self, spec: RunSpec) -> ArrayDataset:
-        """The training data less the validation split (when there is one)."""
-        full = super().train_dataset(spec)
-        if not spec.method.validation_fraction:
-            return full
-        return full.subset(self._holdout(spec, full)[0])
-
-    def validation_dataset(self, spec: RunSpec) -> ArrayDataset | None:
-        """Held out of the training data (stratified, seeded by the run's seed); no node
-        trains on it, the server measures each model on it. None without a split."""
-        if not spec.method.validation_fraction:
-            return None
-        full = super().train_dataset(spec)
-        return full.subset(self._holdout(spec, full)[1])
-
-    @staticmethod
-    def _holdout(spec: RunSpec, full: ArrayDataset) -> tuple[np.ndarray, np.ndarray]:
-        return stratified_holdout(full.y, spec.method.validation_fraction, spec.federation.seed)
-
     def check_data(self, spec: RunSpec, num_classes: int) -> None:
         """Also: the split point on the data's input shape (a probe through the net), and
         sample ids inside the owner's data."""
@@ -107,7 +85,7 @@ class LIRF(Method):
         cfg = spec.method
         check_split(cfg, tuple(self.test_dataset(spec).x.shape[1:]), num_classes)
         if cfg.level == "sample":
-            labels = self.train_dataset(spec).y
+            labels = self.fit_dataset(spec).y
             owner = self.node_partition(spec, labels, spec.federation.num_clients)
             size = len(owner[cfg.owner_partition])
             if max(parse_sample_ids(cfg.deposit_samples)) >= size:

@@ -127,7 +127,7 @@ class LTL(Method):
         noisy_arrays = weight_noise(results[LTL_STAGE].arrays, spec.method.noise_std,
                                     spec.federation.seed)
         self.load_shared_state(model, noisy_arrays)
-        noisy = self.evaluate(model, self.test_dataset(spec))["accuracy"]
+        noisy = self.evaluate(model, self.evaluation_dataset(spec))["accuracy"]
         clean = float(results[LTL_STAGE].final["accuracy"])
         recalibrated = float(results[RECALIBRATE].final["accuracy"])
         drop = clean - noisy

@@ -186,10 +186,11 @@ class PoseMethod(Method):
                   out_dir: Path) -> dict[str, Any]:
         dual, body, single = (results[name].final for name in STAGES)
         model = self.stage_model(spec, "dual_single_scale", results)
+        measured = self.evaluation_dataset(spec)
         with torch.no_grad():
-            multi = pose_figures(model, self.test_dataset(spec), model.decoding,
+            multi = pose_figures(model, measured, model.decoding,
                                  spec.method.small_height, spec.method.test_scales)
-        size = int(self.test_dataset(spec).x.shape[-1])
+        size = int(measured.x.shape[-1])
         single_cost = conv_macs(model, size)
         multi_cost = sum(conv_macs(model, round(size * s)) for s in spec.method.test_scales)
         return {

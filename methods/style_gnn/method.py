@@ -97,7 +97,7 @@ class StyleGNN(Method):
                   out_dir: Path) -> dict[str, Any]:
         torch.set_num_threads(1)
         cfg = spec.method
-        pairs = torch.tensor(self.test_dataset(spec).x)
+        pairs = torch.tensor(self.evaluation_dataset(spec).x)
         adain_figs, adain_out = _measure(self.stage_model(spec, "adain", results), pairs)
         gnn_model = self.stage_model(spec, "gnn", results)
         by_k = {}

@@ -3,8 +3,8 @@
 Issue #24: α = 0.8 was adopted after α = 0.9 failed on test figures, and the bands did not
 carry over to other deposit sets. Here each α of ALPHAS runs under every seed and deposit
 class set (`fedvault simulate lirf`, one process each, as `bench lirf`) with a validation
-split carved from the training data (`lirf.validation-fraction`, stratified and seeded
-by the run's seed; no node trains on it; methods/lirf/method.py). The choice reads only
+split carved from the training data (`data.validation-fraction`, stratified and seeded
+by the run's seed; no node trains on it; methods/base.py). The choice reads only
 validation figures: the best mean H of the deposited model T among the α whose recovered
 model T̃ keeps its preserved accuracy (mean loss <= 3 points, bench lirf's band; ties go
 to the smaller α); every run's test figures are reported beside it, and are not read by
@@ -41,7 +41,7 @@ def simulate_one(seed: int, classes: str, alpha: float, run_dir: Path) -> dict[s
     """One LIRF run with a validation split (no retrain baseline: it plays no part here)."""
     return simulate_scenario("lirf", seed, run_dir, [
         f"lirf.deposit-classes={classes}", f"lirf.alpha={alpha}",
-        f"lirf.validation-fraction={VALIDATION_FRACTION}", "lirf.retrain-baseline=false"],
+        f"data.validation-fraction={VALIDATION_FRACTION}", "lirf.retrain-baseline=false"],
         timeout=1800)
 
 

@@ -296,6 +296,61 @@ def bench(
 
 
 @cli.command()
+def choose(
+    scenario: str = typer.Argument(..., help=SCENARIO_HELP, show_default=False),
+    key: str = typer.Option(..., "--key", help="the setting to choose, e.g. ltl.lr"),
+    values: str = typer.Option(..., "--values", help="comma-separated candidates, e.g. 0.01,0.05"),
+    metric: str = typer.Option(..., "--metric", help="summary path (or 'A - B') to choose by"),
+    goal: str = typer.Option("max", "--goal", help="max | min: whether the metric is better high or low"),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="comma-separated seeds"),
+    fraction: float = typer.Option(0.1, "--validation-fraction", help="share of the training data held out"),
+    set_: List[str] = typer.Option([], "--set", help="key=value for every run (repeatable)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write the JSON result here"),
+) -> None:
+    """Choose KEY among VALUES on a validation split, then run the choice on test."""
+    from simulations.bench import choose as study
+
+    try:
+        plan = plan_choice(scenario, key, values, metric, goal, seeds, fraction, set_)
+        result = study.run(scenario, key, plan["values"], plan["metric"], goal=goal,
+                           seeds=plan["seeds"], fraction=fraction, sets=set_, out=out)
+    except ConfigError as exc:
+        fail(str(exc))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, sort_keys=True))
+    shown = {k: v for k, v in result.items() if k != "test"}
+    console.print_json(json.dumps({**shown, "test": {s: t.get("metric", t) for s, t in
+                                                     result["test"].items()}}))
+    if not result["pass"]:
+        raise typer.Exit(1)
+
+
+def plan_choice(scenario: str, key: str, values: str, metric: str, goal: str, seeds: str,
+                fraction: float, set_: List[str]) -> dict:
+    """Every input of `fedvault choose`, checked before the first run: each candidate's
+    config (with the split) resolves and its data preflight passes. ConfigError otherwise."""
+    from simulations.bench.choose import GOALS, Metric, split_sets
+
+    if goal not in GOALS:
+        raise ConfigError(f"--goal must be one of {', '.join(GOALS)} (got {goal!r})")
+    if not 0 < fraction < 1:
+        raise ConfigError(f"--validation-fraction must be in (0, 1) (got {fraction})")
+    try:
+        seed_list = [int(s) for s in seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds expects comma-separated integers, got {seeds!r}") from None
+    candidates = [v.strip() for v in values.split(",") if v.strip()]
+    if len(candidates) < 2 or len(set(candidates)) != len(candidates):
+        raise ConfigError(f"--values needs two or more distinct candidates, got {values!r}")
+    if "=" in key or any(item.split("=", 1)[0].strip() == key for item in set_):
+        raise ConfigError(f"--key {key!r} must be a bare key that no --set also gives")
+    for value in candidates:  # the test run differs only in data.evaluate-on
+        plan_run(scenario, split_sets(key, value, fraction, "validation", set_), seed_list[0], None)
+    return {"values": candidates, "metric": Metric.parse(metric), "seeds": seed_list}
+
+
+@cli.command()
 def audit(
     run_dir: Path = typer.Argument(..., help="a run directory (fedvault simulate --out)"),
     out: Optional[Path] = typer.Option(None, "--out", help="report directory (default RUN_DIR/audit)"),

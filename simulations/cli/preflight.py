@@ -26,9 +26,13 @@ def check_runnable(spec: RunSpec) -> None:
     method = get_method(spec.method_name)
     try:
         test = method.test_dataset(spec)
-        train = method.train_dataset(spec)
+        train = method.fit_dataset(spec)
+        method.validation_dataset(spec)  # a split the data cannot give fails here, not in a node
     except DatasetError as exc:
         raise ConfigError(f"data: {exc}") from exc
+    except ValueError as exc:  # stratified_holdout: too few examples for the fraction
+        raise ConfigError(f"data.validation-fraction={spec.data.validation_fraction}: "
+                          f"{exc}") from exc
     if not is_builtin(spec.method_name):
         try_user_method(method, spec, train, test)
     method.check_data(spec, test.num_classes)

@@ -1,11 +1,9 @@
-"""Claims about LIRF's split point on any net (methods/lirf/arch.py) and the validation split."""
+"""Claims about LIRF's split point on any net (methods/lirf/arch.py)."""
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from methods.base import Method
 from methods.common.modules import model_builder
 from methods.common.resnet import small_resnet
 from methods.config import ConfigError
@@ -102,16 +100,3 @@ def test_deposit_trains_only_the_shallow_part_of_a_resnet_split_after_layer1():
     assert all(p.grad is not None for p in net.target.shallow.parameters())
     assert all(p.grad is None for p in net.target.deep.parameters())  # frozen, eval mode
     assert not net.target.deep.training
-
-
-def test_the_validation_split_is_stratified_seeded_and_never_trained_on():
-    spec = _spec(**{"validation-fraction": 0.1})
-    full = Method.train_dataset(METHOD, spec)  # the whole training split
-    train, validation = METHOD.train_dataset(spec), METHOD.validation_dataset(spec)
-    assert len(train) + len(validation) == len(full) and len(validation) == round(0.1 * len(full))
-    assert np.bincount(validation.y).min() >= 0.09 * np.bincount(full.y).min()  # every class
-    seen = {x.tobytes() for x in train.x}
-    assert not any(x.tobytes() in seen for x in validation.x)  # held out, not copied
-    again = METHOD.validation_dataset(_spec(**{"validation-fraction": 0.1}))
-    assert np.array_equal(again.y, validation.y)
-    assert METHOD.validation_dataset(_spec()) is None  # default: no split, nothing changes

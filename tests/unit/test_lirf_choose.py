@@ -37,7 +37,7 @@ def test_a_one_seed_smoke_run_chooses_on_validation_and_reports_test_beside(tmp_
     def in_process(seed, classes, alpha, run_dir):
         torch.set_num_threads(1)
         spec = resolve("lirf", {**TINY, "seed": str(seed), "lirf.deposit-classes": classes,
-                                "lirf.alpha": str(alpha), "lirf.validation-fraction": "0.1",
+                                "lirf.alpha": str(alpha), "data.validation-fraction": "0.1",
                                 "lirf.retrain-baseline": "false"})
         seen.append(spec.method.alpha)
         return run_job(InProcessGrid(partition_nodes(3)), Job(spec=spec, run_dir=str(run_dir)))

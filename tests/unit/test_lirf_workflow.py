@@ -89,7 +89,7 @@ def _store(path) -> ModuleStore:
 
 # Enough training for directions to show on digits (T_0 ≈ 0.93 / 0.78), still seconds.
 TRAINED = {"num-server-rounds": "3", "lirf.local-epochs": "2", "lirf.deposit-epochs": "10",
-           "lirf.retrain-baseline": "true", "lirf.validation-fraction": "0.1",
+           "lirf.retrain-baseline": "true", "data.validation-fraction": "0.1",
            "lirf.withdraw-requesters": "1,0"}
 
 
@@ -136,7 +136,7 @@ def test_a_run_reports_the_issue_summary(honest):
 def test_the_retrain_baseline_keeps_its_per_round_figures_and_the_work_done(honest):
     path, _, summary = honest
     spec = resolve("lirf", {**FAST, **TRAINED})
-    labels = get_method("lirf").train_dataset(spec).y  # less the validation split
+    labels = get_method("lirf").fit_dataset(spec).y  # less the validation split
     preserved, deposited = int((labels >= 3).sum()), int((labels < 3).sum())
     history = summary["retrain_history"]
     assert [h["round"] for h in history] == [1, 2, 3]

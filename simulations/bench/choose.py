@@ -1,0 +1,162 @@
+"""`fedvault choose`: pick a setting on a validation split, then measure it once on test.
+
+Issue #24: settings were chosen on test figures. Here every candidate value of one key runs
+per seed with `data.validation-fraction` carved off the training data (no node trains on
+it) and `data.evaluate-on=validation`, so each round's evaluation and the summary read the
+validation split and no test figure exists yet. The value with the best mean of the metric
+over the seeds is chosen (ties: the earlier value in the list). Only then does the chosen
+value run per seed with `data.evaluate-on=test`, the same validation split held out (so the
+nodes train on exactly the data of the choosing runs): those are the figures to report.
+
+The metric is a dotted path into summary.json (`snn_accuracy`, `warp_l1.cascade`), or a
+difference of two (`ltl_accuracy_at_epoch.5 - bptt_accuracy_at_epoch.5`) for a claim that
+compares a method with its baseline. A path the first summary lacks stops the study with
+exit 2 and the summary's keys; every other input is checked before the first run starts.
+Cost: (values + 1) × seeds runs of the scenario, one process each, as the claim benches.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from methods.config import ConfigError
+from simulations.bench.runs import runs_root, simulate_scenario
+
+GOALS = ("max", "min")
+DEFAULT_FRACTION = 0.1
+_PATH = re.compile(r"[A-Za-z0-9_@.]+")
+
+Runner = Callable[[str, int, Path, Sequence[str]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A summary figure to choose by: `path`, or `path - minus`."""
+
+    path: str
+    minus: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> "Metric":
+        parts = [p.strip() for p in text.split(" - ")] if " - " in text else [text.strip()]
+        if len(parts) > 2 or not all(_PATH.fullmatch(p) for p in parts):
+            raise ConfigError(f"--metric must be a dotted summary path (snn_accuracy, "
+                              f"warp_l1.cascade) or 'A - B' of two, got {text!r}")
+        return cls(*parts)
+
+    def of(self, summary: Mapping[str, Any]) -> float:
+        value = _lookup(summary, self.path)
+        return value - _lookup(summary, self.minus) if self.minus else value
+
+    def __str__(self) -> str:
+        return f"{self.path} - {self.minus}" if self.minus else self.path
+
+
+class MissingFigure(ConfigError):
+    """The metric names a figure the scenario's summary does not have."""
+
+
+def _lookup(summary: Mapping[str, Any], path: str) -> float:
+    node: Any = summary
+    for i, part in enumerate(path.split(".")):
+        if not isinstance(node, Mapping) or part not in node:
+            where = ".".join(path.split(".")[:i]) or "summary.json"
+            keys = sorted(node) if isinstance(node, Mapping) else []
+            raise MissingFigure(f"--metric {path!r}: {where} has no {part!r}; it has "
+                                f"{', '.join(map(str, keys)) or 'no keys'}")
+        node = node[part]
+    if isinstance(node, bool) or not isinstance(node, (int, float)) or not math.isfinite(node):
+        raise MissingFigure(f"--metric {path!r} is {node!r}, not a finite number")
+    return float(node)
+
+
+def choose(scores: Mapping[str, Sequence[float]], goal: str) -> str:
+    """The value with the best mean score (ties: the earliest); values without a score
+    (every run failed) are never chosen."""
+    means = {value: statistics.fmean(s) for value, s in scores.items() if s}
+    if not means:
+        raise ValueError("no run finished: there is nothing to choose by")
+    sign = 1 if goal == "max" else -1
+    order = list(scores)
+    return max(means, key=lambda v: (sign * means[v], -order.index(v)))
+
+
+def split_sets(key: str, value: str, fraction: float, on: str, sets: Sequence[str]) -> list[str]:
+    """The `--set` items of one run: the user's, the candidate, the split and where to measure."""
+    return [*sets, f"{key}={value}", f"data.validation-fraction={fraction}",
+            f"data.evaluate-on={on}"]
+
+
+def run(scenario: str, key: str, values: Sequence[str], metric: Metric, *, goal: str = "max",
+        seeds: Sequence[int] = (0, 1, 2), fraction: float = DEFAULT_FRACTION,
+        sets: Sequence[str] = (), out: Path | None = None,
+        runner: Runner | None = None) -> dict[str, Any]:
+    """Every value × seed on validation, the choice, then the chosen value × seed on test."""
+    runner = runner or (lambda sc, seed, run_dir, items: simulate_scenario(sc, seed, run_dir, items))
+    root = runs_root(out, f"choose-{scenario}")
+    started = time.perf_counter()
+    validation: dict[str, dict[int, Any]] = {}
+    for value in values:
+        validation[value] = {}
+        for seed in seeds:
+            run_dir = root / f"val-{_slug(value)}-s{seed}"
+            summary = _timed(runner, scenario, seed, run_dir,
+                             split_sets(key, value, fraction, "validation", sets),
+                             f"{key}={value} seed {seed} (validation)")
+            validation[value][seed] = _score(summary, metric)
+    scores = {v: [s for s in per_seed.values() if isinstance(s, float)]
+              for v, per_seed in validation.items()}
+    chosen = choose(scores, goal)
+    test: dict[int, Any] = {}
+    for seed in seeds:
+        summary = _timed(runner, scenario, seed, root / f"test-{_slug(chosen)}-s{seed}",
+                         split_sets(key, chosen, fraction, "test", sets),
+                         f"{key}={chosen} seed {seed} (test, the chosen value)")
+        test[seed] = ({"error": summary["error"]} if "error" in summary
+                      else {"metric": metric.of(summary), "summary": summary})
+    failed = sum(not isinstance(s, float) for per in validation.values() for s in per.values())
+    failed += sum("error" in t for t in test.values())
+    return {
+        "study": "choose", "scenario": scenario, "key": key, "values": list(values),
+        "metric": str(metric), "goal": goal, "seeds": list(seeds), "validation_fraction": fraction,
+        "sets": list(sets), "validation": {v: {str(s): x for s, x in per.items()}
+                                           for v, per in validation.items()},
+        "validation_mean": {v: statistics.fmean(s) if s else None for v, s in scores.items()},
+        "chosen": chosen, "test": {str(s): t for s, t in test.items()},
+        "test_mean": _mean_metric(test), "failed_runs": failed, "run_dirs": str(root),
+        "wall_seconds": time.perf_counter() - started, "pass": failed == 0,
+    }
+
+
+def _score(summary: dict[str, Any], metric: Metric) -> Any:
+    """The run's metric, or its error; a metric the summary lacks stops the study."""
+    if "error" in summary:
+        return {"error": summary["error"]}
+    return metric.of(summary)
+
+
+def _timed(runner: Runner, scenario: str, seed: int, run_dir: Path, items: Sequence[str],
+           label: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    summary = runner(scenario, seed, run_dir, items)
+    status = summary.get("error", "ok")[-300:]
+    print(f"[choose {scenario}] {label}: {status} ({time.perf_counter() - t0:.0f} s)",
+          file=sys.stderr, flush=True)
+    return summary
+
+
+def _mean_metric(test: Mapping[int, Any]) -> float | None:
+    values = [t["metric"] for t in test.values() if "metric" in t]
+    return statistics.fmean(values) if values else None
+
+
+def _slug(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", value)
