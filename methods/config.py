@@ -202,12 +202,12 @@ class DataConfig:
     validation_fraction: float = 0.0
     """Share of the training data held out as the run's validation split, carved before the
     nodes' partitions (stratified by label, seeded by the run's seed): no node trains on it.
-    0 = no split. Methods whose data have no labels to stratify by say how they carve it
-    (Method.validation_split)."""
+    0 = no split. Methods whose rows are not labelled examples say how they hold out
+    (Method.validation_split, Method.validation_dataset)."""
     evaluate_on: str = "test"
     """test | validation: the split every figure of the run is measured on (each round's
     evaluation and the summary). `validation` needs validation-fraction > 0 and reads no test
-    figure: settings are chosen that way (`fedvault bench choose`), then measured on test."""
+    figure: settings are chosen that way (`fedvault choose`), then measured on test."""
 
     BOUNDS = {"image_size": Bound(1, 4096),
               "validation_fraction": Bound(0, 1, open_high=True)}

@@ -59,6 +59,13 @@ def choose_evaluation(fed: Federation, method: Method, spec: RunSpec, test: Arra
                       run: RunDirectory) -> str:
     """"server" or "federated" for this run; FederationError (one line) when it cannot run."""
     mode = spec.federation.evaluation
+    own = [node for node in fed.nodes.values() if node.own_data]
+    if spec.data.validation_fraction and own:
+        raise FederationError(
+            f"data.validation-fraction holds out part of the server's copy of the training data, "
+            f"but {own[0].label} trains on its own data (--data-dir), which the split cannot "
+            f"reach: it may train on validation rows. Use partition nodes (--partition, or a "
+            f"simulation) or set data.validation-fraction=0")
     if mode != "server" and method.workflow != "rounds":
         raise FederationError(
             f"evaluation={mode} needs a round-loop method (workflow 'rounds', e.g. fedavg); "

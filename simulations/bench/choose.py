@@ -4,17 +4,19 @@ Issue #24: settings were chosen on test figures. Here every candidate value of o
 per seed with `data.validation-fraction` carved off the training data (no node trains on
 it) and `data.evaluate-on=validation`, so each round's evaluation and the summary read the
 validation split and no test figure exists yet. The value with the best mean of the metric
-over the seeds is chosen (ties: the earlier value in the list). Only then does the chosen
+over the seeds is chosen (ties: the earlier value in the list); a seed on which any value's
+run failed, or gave no number, is left out of every value's mean. Only then does the chosen
 value run per seed with `data.evaluate-on=test`, the same validation split held out (so the
 nodes train on exactly the data of the choosing runs): those are the figures to report.
 
-The metric is a dotted path into summary.json (`snn_accuracy`, `warp_l1.cascade`), or a
-difference of two (`ltl_accuracy_at_epoch.5 - bptt_accuracy_at_epoch.5`) for a claim that
-compares a method with its baseline. A path the first summary lacks stops the study with
-exit 2 and the summary's keys; every other input is checked before the first run starts.
+The metric is a dotted path into summary.json (`snn_accuracy`, `warp_l1.cascade`; a number
+indexes a list, `return_askac.greedy.2`), or the difference of two
+(`ltl_accuracy_at_epoch.5 - bptt_accuracy_at_epoch.5`) for a claim that compares a method
+with its baseline. A path that the first summary to finish lacks stops the study with exit
+2 and the summary's keys; the other inputs are checked before the first run starts
+(simulations/cli/app.py plan_choice).
 Cost: (values + 1) × seeds runs of the scenario, one process each, as the claim benches.
 """
-
 from __future__ import annotations
 
 import math
@@ -64,17 +66,25 @@ class MissingFigure(ConfigError):
     """The metric names a figure the scenario's summary does not have."""
 
 
+class NotANumber(MissingFigure):
+    """The metric's figure is there but not a finite number (None, NaN, a flag)."""
+
+
 def _lookup(summary: Mapping[str, Any], path: str) -> float:
     node: Any = summary
     for i, part in enumerate(path.split(".")):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]  # a per-level list: return_askac.greedy.2
+            continue
         if not isinstance(node, Mapping) or part not in node:
             where = ".".join(path.split(".")[:i]) or "summary.json"
-            keys = sorted(node) if isinstance(node, Mapping) else []
+            keys = (sorted(node) if isinstance(node, Mapping) else
+                    [f"0..{len(node) - 1}"] if isinstance(node, list) else [])
             raise MissingFigure(f"--metric {path!r}: {where} has no {part!r}; it has "
                                 f"{', '.join(map(str, keys)) or 'no keys'}")
         node = node[part]
     if isinstance(node, bool) or not isinstance(node, (int, float)) or not math.isfinite(node):
-        raise MissingFigure(f"--metric {path!r} is {node!r}, not a finite number")
+        raise NotANumber(f"--metric {path!r} is {node!r}, not a finite number")
     return float(node)
 
 
@@ -103,25 +113,27 @@ def run(scenario: str, key: str, values: Sequence[str], metric: Metric, *, goal:
     runner = runner or (lambda sc, seed, run_dir, items: simulate_scenario(sc, seed, run_dir, items))
     root = runs_root(out, f"choose-{scenario}")
     started = time.perf_counter()
+    scorer = _Scorer(metric)
     validation: dict[str, dict[int, Any]] = {}
-    for value in values:
+    for i, value in enumerate(values):  # the index keeps two values' run directories apart
         validation[value] = {}
         for seed in seeds:
-            run_dir = root / f"val-{_slug(value)}-s{seed}"
-            summary = _timed(runner, scenario, seed, run_dir,
+            summary = _timed(runner, scenario, seed, root / f"val-{i}-{_slug(value)}-s{seed}",
                              split_sets(key, value, fraction, "validation", sets),
                              f"{key}={value} seed {seed} (validation)")
-            validation[value][seed] = _score(summary, metric)
-    scores = {v: [s for s in per_seed.values() if isinstance(s, float)]
-              for v, per_seed in validation.items()}
-    chosen = choose(scores, goal)
+            validation[value][seed] = scorer(summary)
+    # every value is compared over the same seeds: those on which each of them has a score
+    common = [s for s in seeds if all(isinstance(validation[v][s], float) for v in values)]
+    scores = {v: [validation[v][s] for s in common] for v in values}
+    chosen = choose(scores, goal) if common else None
     test: dict[int, Any] = {}
-    for seed in seeds:
-        summary = _timed(runner, scenario, seed, root / f"test-{_slug(chosen)}-s{seed}",
+    for seed in seeds if chosen is not None else ():
+        summary = _timed(runner, scenario, seed,
+                         root / f"test-{values.index(chosen)}-{_slug(chosen)}-s{seed}",
                          split_sets(key, chosen, fraction, "test", sets),
                          f"{key}={chosen} seed {seed} (test, the chosen value)")
-        test[seed] = ({"error": summary["error"]} if "error" in summary
-                      else {"metric": metric.of(summary), "summary": summary})
+        score = scorer(summary)
+        test[seed] = {"metric": score, "summary": summary} if isinstance(score, float) else score
     failed = sum(not isinstance(s, float) for per in validation.values() for s in per.values())
     failed += sum("error" in t for t in test.values())
     return {
@@ -129,18 +141,36 @@ def run(scenario: str, key: str, values: Sequence[str], metric: Metric, *, goal:
         "metric": str(metric), "goal": goal, "seeds": list(seeds), "validation_fraction": fraction,
         "sets": list(sets), "validation": {v: {str(s): x for s, x in per.items()}
                                            for v, per in validation.items()},
+        "compared_on_seeds": common,
         "validation_mean": {v: statistics.fmean(s) if s else None for v, s in scores.items()},
         "chosen": chosen, "test": {str(s): t for s, t in test.items()},
         "test_mean": _mean_metric(test), "failed_runs": failed, "run_dirs": str(root),
-        "wall_seconds": time.perf_counter() - started, "pass": failed == 0,
+        "wall_seconds": time.perf_counter() - started,
+        "pass": failed == 0 and chosen is not None,
     }
 
 
-def _score(summary: dict[str, Any], metric: Metric) -> Any:
-    """The run's metric, or its error; a metric the summary lacks stops the study."""
-    if "error" in summary:
-        return {"error": summary["error"]}
-    return metric.of(summary)
+class _Scorer:
+    """A run's metric, or {"error": why}. A path missing from the first summary that
+    finished is bad input (MissingFigure, exit 2); after that, and for a figure that is
+    there but not a number (None, NaN), only that run is marked."""
+
+    def __init__(self, metric: Metric) -> None:
+        self.metric, self.checked = metric, False
+
+    def __call__(self, summary: dict[str, Any]) -> Any:
+        if "error" in summary:
+            return {"error": summary["error"]}
+        try:
+            value = self.metric.of(summary)
+        except NotANumber as exc:
+            value = {"error": str(exc)}
+        except MissingFigure as exc:
+            if not self.checked:
+                raise
+            value = {"error": str(exc)}
+        self.checked = True
+        return value
 
 
 def _timed(runner: Runner, scenario: str, seed: int, run_dir: Path, items: Sequence[str],

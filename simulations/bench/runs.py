@@ -38,7 +38,11 @@ def simulate_scenario(scenario: str, seed: int, run_dir: Path, sets: Iterable[st
            "--seed", str(seed), *args]
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
            "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:  # one run's failure, not the whole bench's
+        return {"error": f"timed out after {timeout:.0f} s"}
     summary_path = run_dir / "summary.json"
     if proc.returncode != 0 or not summary_path.is_file():
         return {"error": f"exit {proc.returncode}: {(proc.stdout + proc.stderr)[-1500:]}"}

@@ -311,7 +311,7 @@ def choose(
     from simulations.bench import choose as study
 
     try:
-        plan = plan_choice(scenario, key, values, metric, goal, seeds, fraction, set_)
+        plan = plan_choice(scenario, key, values, metric, goal, seeds, fraction, set_, out)
         result = study.run(scenario, key, plan["values"], plan["metric"], goal=goal,
                            seeds=plan["seeds"], fraction=fraction, sets=set_, out=out)
     except ConfigError as exc:
@@ -327,25 +327,38 @@ def choose(
 
 
 def plan_choice(scenario: str, key: str, values: str, metric: str, goal: str, seeds: str,
-                fraction: float, set_: List[str]) -> dict:
+                fraction: float, set_: List[str], out: Optional[Path]) -> dict:
     """Every input of `fedvault choose`, checked before the first run: each candidate's
     config (with the split) resolves and its data preflight passes. ConfigError otherwise."""
     from simulations.bench.choose import GOALS, Metric, split_sets
+    from simulations.bench.runs import runs_root
 
     if goal not in GOALS:
         raise ConfigError(f"--goal must be one of {', '.join(GOALS)} (got {goal!r})")
+    reserved = ("seed", "data.validation-fraction", "data.evaluate-on")  # the study sets them
+    given = [key, *(item.split("=", 1)[0].strip() for item in set_)]
+    if any(k in reserved for k in given):
+        raise ConfigError(f"--key and --set cannot give {', '.join(reserved)}: the study sets "
+                          f"them (--seeds, --validation-fraction)")
     if not 0 < fraction < 1:
         raise ConfigError(f"--validation-fraction must be in (0, 1) (got {fraction})")
     try:
         seed_list = [int(s) for s in seeds.split(",")]
     except ValueError:
         raise ConfigError(f"--seeds expects comma-separated integers, got {seeds!r}") from None
+    if len(set(seed_list)) != len(seed_list) or not all(0 <= s < 2**32 for s in seed_list):
+        raise ConfigError(f"--seeds must be distinct integers in [0, 2^32), got {seeds!r}")
+    runs = runs_root(out, "choose") if out is not None else None
+    if runs is not None and runs.is_dir() and any(runs.iterdir()):
+        raise ConfigError(f"{runs} already holds runs (an earlier study with --out {out}): "
+                          f"give another --out or remove it")
     candidates = [v.strip() for v in values.split(",") if v.strip()]
     if len(candidates) < 2 or len(set(candidates)) != len(candidates):
         raise ConfigError(f"--values needs two or more distinct candidates, got {values!r}")
     if "=" in key or any(item.split("=", 1)[0].strip() == key for item in set_):
         raise ConfigError(f"--key {key!r} must be a bare key that no --set also gives")
-    for value in candidates:  # the test run differs only in data.evaluate-on
+    for value in candidates:  # the test run differs only in data.evaluate-on, another seed in
+        # partition and weights: a seed whose runs fail is marked failed in the JSON
         plan_run(scenario, split_sets(key, value, fraction, "validation", set_), seed_list[0], None)
     return {"values": candidates, "metric": Metric.parse(metric), "seeds": seed_list}
 

@@ -31,6 +31,8 @@ def check_runnable(spec: RunSpec) -> None:
     except DatasetError as exc:
         raise ConfigError(f"data: {exc}") from exc
     except ValueError as exc:  # stratified_holdout: too few examples for the fraction
+        if not spec.data.validation_fraction:
+            raise
         raise ConfigError(f"data.validation-fraction={spec.data.validation_fraction}: "
                           f"{exc}") from exc
     if not is_builtin(spec.method_name):

@@ -138,6 +138,16 @@ def test_server_evaluation_refuses_nodes_whose_data_are_of_another_kind(tmp_path
     assert "run failed: FederationError: evaluation=server would score" in (run / "events.log").read_text()
 
 
+def test_a_validation_split_is_refused_when_a_node_trains_on_its_own_data(tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(FederationError, match=r"data.validation-fraction holds out .* node 1000 "
+                                              r"\(dir:.*node0\) trains on its own data"):
+        run_job(InProcessGrid(_digit_nodes(tmp_path)),
+                Job(spec=spec(**{"num-clients": "2", "data.dataset": "digits",
+                                 "data.validation-fraction": "0.1"}), run_dir=str(run)))
+    assert records(run) == []  # refused before round 1
+
+
 def test_auto_evaluation_switches_to_the_nodes_and_says_so(tmp_path, capsys):
     run = tmp_path / "run"
     summary = run_job(InProcessGrid(_digit_nodes(tmp_path)),

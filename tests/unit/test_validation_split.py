@@ -148,8 +148,11 @@ def test_the_choice_is_the_best_mean_on_validation_ties_to_the_earlier_value():
 
 
 def test_a_metric_is_a_summary_path_or_a_difference_of_two():
-    summary = {"acc": {"ltl": 0.9, "bptt": 0.8}, "flag": True}
+    summary = {"acc": {"ltl": 0.9, "bptt": 0.8}, "flag": True, "levels": [1.0, 2.0]}
     assert Metric.parse("acc.ltl - acc.bptt").of(summary) == pytest.approx(0.1)
+    assert Metric.parse("levels.1").of(summary) == 2.0
+    with pytest.raises(MissingFigure, match="levels has no '2'; it has 0..1"):
+        Metric.parse("levels.2").of(summary)
     with pytest.raises(MissingFigure, match="acc has no 'erm'; it has bptt, ltl"):
         Metric.parse("acc.erm").of(summary)
     with pytest.raises(MissingFigure, match="not a finite number"):
@@ -183,7 +186,29 @@ def test_every_value_runs_on_validation_and_only_the_chosen_one_on_test(tmp_path
         "k=v", "data.validation-fraction=0.2", "data.evaluate-on=test"]
 
 
+def test_a_seed_that_failed_for_one_value_is_left_out_of_every_value_s_mean(tmp_path):
+    def runner(scenario, seed, run_dir, items):
+        value = next(i for i in items if i.startswith("k.v="))
+        if seed == 1 and value == "k.v=b":
+            return {"error": "exit 1: it crashed"}
+        if seed == 2:
+            return {"m": None}  # there, but not a number (an LTL epoch never reached)
+        return {"m": {"k.v=a": [0.5, 0.9][seed], "k.v=b": [0.6, 0.0][seed]}[value]}
+
+    result = run("x", "k.v", ["a", "b"], Metric.parse("m"), seeds=[0, 1, 2], runner=runner,
+                 out=tmp_path / "c.json")
+    assert result["compared_on_seeds"] == [0]  # seed 1 (b crashed) and 2 (no number) left out
+    assert result["chosen"] == "b" and result["validation_mean"] == {"a": 0.5, "b": 0.6}
+    assert "not a finite number" in result["validation"]["a"]["2"]["error"]
+    assert result["failed_runs"] == 5 and not result["pass"]  # 3 on validation, 2 on test
+    with pytest.raises(MissingFigure):  # a path the first finished summary lacks: bad input
+        run("x", "k.v", ["a", "b"], Metric.parse("n"), seeds=[0], runner=runner)
+
+
 @pytest.mark.parametrize("args, complaint", [
+    (["--values", "0.01,0.1", "--seeds", "0,0"], "--seeds must be distinct"),
+    (["--values", "0.01,0.1", "--set", "seed=3"], "cannot give seed"),
+    (["--values", "0.01,0.1", "--set", "data.evaluate-on=test"], "cannot give seed"),
     (["--values", "0.01"], "two or more distinct candidates"),
     (["--values", "0.01,0.01"], "two or more distinct candidates"),
     (["--values", "0.01,0.1", "--goal", "up"], "--goal must be one of max, min"),
@@ -207,3 +232,10 @@ def test_lirf_s_old_split_key_is_read_as_the_run_s_so_an_older_run_still_resumes
 
     spec = parse_run_spec({"method": "lirf", "lirf.validation-fraction": 0.1})
     assert spec.data.validation_fraction == 0.1
+
+
+def test_choose_refuses_an_out_whose_runs_directory_holds_an_earlier_study(tmp_path):
+    (tmp_path / "c-runs" / "val-0-0.01-s0").mkdir(parents=True)
+    result = CliRunner().invoke(cli, ["choose", "ltl", "--key", "ltl.lr", "--values", "0.01,0.1",
+                                      "--metric", "snn_accuracy", "--out", str(tmp_path / "c.json")])
+    assert result.exit_code == 2 and "already holds runs" in result.output
