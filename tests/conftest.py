@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+# /tmp/fvray-* made by isolated_env, shared by both imports of this file (tests/ray_dirs.py)
+from tests.ray_dirs import CURRENT as _RAY_DIRS, EVERY as _EVERY_RAY_DIR
+
 REPO = Path(__file__).resolve().parent.parent
-_RAY_DIRS: list[Path] = []  # /tmp/fvray-* made by isolated_env, removed after each test
-_EVERY_RAY_DIR: set[Path] = set()  # ... and once more at the end of the session
 
 
 @pytest.fixture(autouse=True)
