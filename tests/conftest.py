@@ -31,43 +31,10 @@ def _remove_ray_dirs():
 @pytest.fixture(autouse=True, scope="session")
 def _remove_ray_dirs_at_the_end():
     """A Ray process still shutting down may write into a directory after its test removed
-    it, and a module fixture re-creates its directory: when the session ends, stop (by PID)
-    every process still running out of one, then sweep them all."""
+    it, and a module fixture re-creates its directory: sweep them all when the session ends."""
     yield
-    _stop_processes_naming({str(d) for d in _EVERY_RAY_DIR})
     for ray_dir in _EVERY_RAY_DIR:
         shutil.rmtree(ray_dir, ignore_errors=True)
-
-
-def _stop_processes_naming(dirs: set[str], grace: float = 5.0) -> None:
-    """SIGTERM, then after `grace` seconds SIGKILL, each process whose command line names
-    one of `dirs` (Ray's raylet, GCS and workers carry their session directory)."""
-    import signal
-    import time
-
-    def naming() -> list[int]:
-        pids = []
-        for entry in Path("/proc").glob("[0-9]*"):
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:  # gone meanwhile, or not ours to read
-                continue
-            if int(entry.name) != os.getpid() and any(d in cmdline for d in dirs):
-                pids.append(int(entry.name))
-        return pids
-
-    if not dirs or not Path("/proc").is_dir():
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = naming()
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
-        deadline = time.monotonic() + grace
-        while pids and time.monotonic() < deadline and naming():
-            time.sleep(0.2)
 
 
 def isolated_env(tmp: Path) -> dict[str, str]:

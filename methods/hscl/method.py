@@ -67,7 +67,7 @@ class HSCL(Method):
         cfg = spec.method
         digits = pooled_mnist("train", cfg.image_size)[1]  # the scenario's ground truth, not a client's
         if spec.data.validation_fraction:  # `labels` are the roles of the rows left to train on
-            digits = digits[self.validation_split(spec, self.train_dataset(spec))[0]]
+            digits = digits[_digit_split(spec)[0]]
         return client_shards(digits, labels, normal_class=cfg.normal_class,
                              contamination=cfg.contamination, spread=cfg.contamination_spread,
                              num_clients=num_partitions, seed=spec.federation.seed,
@@ -77,10 +77,8 @@ class HSCL(Method):
         return one_class_test(spec.method.normal_class, spec.method.image_size)
 
     def validation_split(self, spec: RunSpec, full: ArrayDataset) -> tuple[np.ndarray, np.ndarray]:
-        """Stratified by the true digit (the server's ground truth), not by the pool's roles,
-        so every digit, normal or anomaly, keeps its share on both sides."""
-        digits = pooled_mnist("train", spec.method.image_size)[1]
-        return stratified_holdout(digits, spec.data.validation_fraction, spec.federation.seed)
+        """By the true digit, not by the pool's roles (`_digit_split`)."""
+        return _digit_split(spec)
 
     def validation_dataset(self, spec: RunSpec) -> ArrayDataset | None:
         """The held-out training images labelled as the test set is (1 = the normal digit,
@@ -89,7 +87,7 @@ class HSCL(Method):
             return None
         cfg = spec.method
         x, digits = pooled_mnist("train", cfg.image_size)
-        held = self.validation_split(spec, self.train_dataset(spec))[1]
+        held = _digit_split(spec)[1]
         return ArrayDataset(x[held], (digits[held] == cfg.normal_class).astype(np.int64), 2,
                             f"mnist5k-oneclass-{cfg.normal_class}-validation")
 
@@ -172,3 +170,11 @@ class HSCL(Method):
         scores = normality_scores(model, torch.tensor(test.x), views=spec.method.score_views,
                                   seed=spec.federation.seed)
         return auroc(test.y, scores.numpy())
+
+
+def _digit_split(spec: RunSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held-out) rows of the training pool, stratified by the true digit (the
+    server's ground truth), not by the pool's roles, so every digit, normal or anomaly,
+    keeps its share on both sides."""
+    digits = pooled_mnist("train", spec.method.image_size)[1]
+    return stratified_holdout(digits, spec.data.validation_fraction, spec.federation.seed)

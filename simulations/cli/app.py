@@ -282,10 +282,7 @@ def bench(
     if name not in BENCHES:
         fail(f"unknown benchmark {name!r}; available: {', '.join(sorted(BENCHES)) or '(none)'}")
     try:
-        seed_list = [int(s) for s in seeds.split(",")] if seeds else None
-    except ValueError:
-        fail(f"--seeds expects comma-separated integers, got {seeds!r}")
-    try:
+        seed_list = parse_seeds(seeds) if seeds else None
         options = parse_options(name, {"sets": sets} if sets is not None else {})
     except ConfigError as exc:
         fail(str(exc))
@@ -293,6 +290,14 @@ def bench(
     console.print_json(json.dumps(result))
     if not result.get("pass", False):
         raise typer.Exit(1)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds 0,1,2` of `bench` and `choose`; ConfigError for anything but integers."""
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds expects comma-separated integers, got {text!r}") from None
 
 
 @cli.command()
@@ -335,6 +340,7 @@ def plan_choice(scenario: str, key: str, values: str, metric: str, goal: str, se
 
     if goal not in GOALS:
         raise ConfigError(f"--goal must be one of {', '.join(GOALS)} (got {goal!r})")
+    parsed_metric = Metric.parse(metric)
     reserved = ("seed", "data.validation-fraction", "data.evaluate-on")  # the study sets them
     given = [key, *(item.split("=", 1)[0].strip() for item in set_)]
     if any(k in reserved for k in given):
@@ -342,10 +348,7 @@ def plan_choice(scenario: str, key: str, values: str, metric: str, goal: str, se
                           f"them (--seeds, --validation-fraction)")
     if not 0 < fraction < 1:
         raise ConfigError(f"--validation-fraction must be in (0, 1) (got {fraction})")
-    try:
-        seed_list = [int(s) for s in seeds.split(",")]
-    except ValueError:
-        raise ConfigError(f"--seeds expects comma-separated integers, got {seeds!r}") from None
+    seed_list = parse_seeds(seeds)
     if len(set(seed_list)) != len(seed_list) or not all(0 <= s < 2**32 for s in seed_list):
         raise ConfigError(f"--seeds must be distinct integers in [0, 2^32), got {seeds!r}")
     runs = runs_root(out, "choose") if out is not None else None
@@ -360,7 +363,7 @@ def plan_choice(scenario: str, key: str, values: str, metric: str, goal: str, se
     for value in candidates:  # the test run differs only in data.evaluate-on, another seed in
         # partition and weights: a seed whose runs fail is marked failed in the JSON
         plan_run(scenario, split_sets(key, value, fraction, "validation", set_), seed_list[0], None)
-    return {"values": candidates, "metric": Metric.parse(metric), "seeds": seed_list}
+    return {"values": candidates, "metric": parsed_metric, "seeds": seed_list}
 
 
 @cli.command()
