@@ -55,7 +55,7 @@ def parse_run_spec(flat: Mapping[str, Any]) -> RunSpec:
 
     `method` may name a user's class (`mymethod:TinyCNN`): it stays so in the spec, and so
     in every RoundHeader, while the method's keys live under its `name` (`tinycnn.lr`)."""
-    flat = {RENAMED_KEYS.get(key, key): value for key, value in flat.items()}
+    flat = _renamed(flat)
     method_name = str(flat.get("method", FederationConfig.method))
     method = get_method(method_name)
     section = method.name
@@ -71,6 +71,20 @@ def parse_run_spec(flat: Mapping[str, Any]) -> RunSpec:
     validate_pool(spec, method)
     validate_validation_split(spec, method)
     return spec
+
+
+def _renamed(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """`flat` with old key names read as the new ones; ConfigError where both are given
+    with different values (silently keeping one of them would lose the other)."""
+    renamed: dict[str, Any] = {}
+    for key, value in flat.items():
+        new = RENAMED_KEYS.get(key, key)
+        if new in renamed and str(renamed[new]) != str(value):
+            old = next(o for o, n in RENAMED_KEYS.items() if n == new)
+            raise ConfigError(f"{old} (renamed {new}) and {new} are both given, "
+                              f"{renamed[new]!r} and {value!r}: give {new} only")
+        renamed[new] = value
+    return renamed
 
 
 def _method_config(method: Method, method_name: str, values: Mapping[str, Any]) -> Any:

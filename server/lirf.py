@@ -25,7 +25,8 @@ T_0 and no receipt; the pending T_r is never used and the repeated deposit
 replaces it. Withdrawal mirrors it: the owner uploads a copy, the server
 checkpoints T̃ with the receipt marked withdrawn, then the owner releases T_r.
 Each model is also measured on the validation split (`data.validation-fraction`),
-carved from the training data, beside the test set, on the server's device (the run's
+carved from the training data, beside the test set (under `data.evaluate-on=validation`
+its main figures are those), on the server's device (the run's
 `device`; the owner's deposit and audit run on the owner's). Reply checks: server/lirf_checks.py;
 summary.json: server/lirf_report.py.
 """
@@ -90,7 +91,9 @@ class LIRFWorkflow:
         # where the server assesses each model (server/runner.py resolved it before the run)
         self.device = resolve_device(spec.federation.device, cpu_only=method.cpu_only)
         self.test = method.evaluation_dataset(spec)
-        self.validation = method.validation_dataset(spec)
+        # the figures kept aside on validation; none when the main figures are already on it
+        self.validation = (None if spec.data.evaluate_on == "validation"
+                           else method.validation_dataset(spec))
         # run_id: what a withdrawal signature is bound to (drawn once, checkpointed)
         self.lirf = state.setdefault("lirf", {"stage": "phase0", "received": [], "refusals": 0})
         self.lirf.setdefault("run_id", secrets.token_hex(16))  # also for an older checkpoint

@@ -15,6 +15,8 @@ indexes a list, `return_askac.greedy.2`), or the difference of two
 with its baseline. A path that the first summary to finish lacks stops the study with exit
 2 and the summary's keys; the other inputs are checked before the first run starts
 (simulations/cli/app.py plan_choice).
+Settings that move together (a schedule and its clip) are one study: `--key a,b` with each
+candidate's values joined by "/" (`--values constant/0,linear/0.5`).
 Cost: (values + 1) × seeds runs of the scenario, one process each, as the claim benches.
 """
 from __future__ import annotations
@@ -34,6 +36,7 @@ from simulations.bench.runs import runs_root, simulate_scenario
 
 GOALS = ("max", "min")
 DEFAULT_FRACTION = 0.1
+VALUE_JOIN = "/"  # joins one candidate's values when --key names several keys
 _PATH = re.compile(r"[A-Za-z0-9_@.]+")
 
 Runner = Callable[[str, int, Path, Sequence[str]], dict[str, Any]]
@@ -99,9 +102,21 @@ def choose(scores: Mapping[str, Sequence[float]], goal: str) -> str:
     return max(means, key=lambda v: (sign * means[v], -order.index(v)))
 
 
+def setting_items(key: str, value: str) -> list[str]:
+    """The `--set` items of one candidate. Several keys (`--key a,b`) move together: each
+    candidate then gives one value per key, joined by "/" (`--values constant/0,linear/0.5`);
+    ConfigError when the counts differ."""
+    keys = [k.strip() for k in key.split(",")]
+    parts = value.split(VALUE_JOIN) if len(keys) > 1 else [value]
+    if len(parts) != len(keys):
+        raise ConfigError(f"--values {value!r} gives {len(parts)} value(s) for the {len(keys)} "
+                          f"keys of --key {key!r}: join one per key with {VALUE_JOIN!r}")
+    return [f"{k}={v.strip()}" for k, v in zip(keys, parts)]
+
+
 def split_sets(key: str, value: str, fraction: float, on: str, sets: Sequence[str]) -> list[str]:
     """The `--set` items of one run: the user's, the candidate, the split and where to measure."""
-    return [*sets, f"{key}={value}", f"data.validation-fraction={fraction}",
+    return [*sets, *setting_items(key, value), f"data.validation-fraction={fraction}",
             f"data.evaluate-on={on}"]
 
 

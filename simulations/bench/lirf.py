@@ -103,8 +103,16 @@ def simulate(seed: int, classes: str, run_dir: Path, extra: Iterable[str] = ()) 
 
 def measured(summary: dict[str, Any]) -> dict[str, Any]:
     """Each band's figure of one run's summary."""
-    original, target = summary["original"], summary["target"]
-    recovered = summary.get("recovered") or {"pre_acc": float("nan"), "dep_acc": float("nan")}
+    return {**accuracy_figures(summary),
+            "retrain_over_deposit_seconds": summary["retrain_seconds"] / summary["deposit_seconds"],
+            "deposit_module_on_server": summary["deposit_module_on_server"]}
+
+
+def accuracy_figures(models: dict[str, Any]) -> dict[str, Any]:
+    """The accuracy bands' figures from the models' Pre / Dep / H: a summary's test figures,
+    or its `validation` block (bench lirf-choose)."""
+    original, target = models["original"], models["target"]
+    recovered = models.get("recovered") or {"pre_acc": float("nan"), "dep_acc": float("nan")}
     return {
         "target_dep_acc": target["dep_acc"],
         "target_pre_drop": original["pre_acc"] - target["pre_acc"],
@@ -112,8 +120,6 @@ def measured(summary: dict[str, Any]) -> dict[str, Any]:
         # signed: T̃ may beat T_0
         "recovered_dep_diff": recovered["dep_acc"] - original["dep_acc"],
         "recovered_pre_diff": recovered["pre_acc"] - original["pre_acc"],
-        "retrain_over_deposit_seconds": summary["retrain_seconds"] / summary["deposit_seconds"],
-        "deposit_module_on_server": summary["deposit_module_on_server"],
     }
 
 

@@ -274,7 +274,8 @@ def bench(
     name: str = typer.Argument(..., help="benchmark name"),
     out: Optional[Path] = typer.Option(None, "--out", help="write the JSON result here"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="comma-separated seeds"),
-    sets: Optional[str] = typer.Option(None, "--sets", help="bench lirf: class sets drawn per seed (default 3)"),
+    sets: Optional[str] = typer.Option(None, "--sets", help="bench lirf / lirf-choose: class sets drawn per seed (default 3 / 0)"),
+    grid: Optional[str] = typer.Option(None, "--grid", help="bench lirf-choose: KEY=V1,V2,... the setting to choose (default alpha=0.5,...,0.9)"),
 ) -> None:
     """Run a benchmark; prints JSON with its figures and a pass flag."""
     from simulations.bench import BENCHES, parse_options, run_bench
@@ -283,7 +284,8 @@ def bench(
         fail(f"unknown benchmark {name!r}; available: {', '.join(sorted(BENCHES)) or '(none)'}")
     try:
         seed_list = parse_seeds(seeds) if seeds else None
-        options = parse_options(name, {"sets": sets} if sets is not None else {})
+        given = {flag: text for flag, text in (("sets", sets), ("grid", grid)) if text is not None}
+        options = parse_options(name, given)
     except ConfigError as exc:
         fail(str(exc))
     result = run_bench(name, out, seed_list, options)
@@ -303,8 +305,8 @@ def parse_seeds(text: str) -> list[int]:
 @cli.command()
 def choose(
     scenario: str = typer.Argument(..., help=SCENARIO_HELP, show_default=False),
-    key: str = typer.Option(..., "--key", help="the setting to choose, e.g. ltl.lr"),
-    values: str = typer.Option(..., "--values", help="comma-separated candidates, e.g. 0.01,0.05"),
+    key: str = typer.Option(..., "--key", help="the setting to choose, e.g. ltl.lr; several that move together: a,b"),
+    values: str = typer.Option(..., "--values", help="comma-separated candidates, e.g. 0.01,0.05; with several keys: one value per key joined by '/', e.g. constant/0,linear/0.5"),
     metric: str = typer.Option(..., "--metric", help="summary path (or 'A - B') to choose by"),
     goal: str = typer.Option("max", "--goal", help="max | min: whether the metric is better high or low"),
     seeds: str = typer.Option("0,1,2", "--seeds", help="comma-separated seeds"),
@@ -342,7 +344,8 @@ def plan_choice(scenario: str, key: str, values: str, metric: str, goal: str, se
         raise ConfigError(f"--goal must be one of {', '.join(GOALS)} (got {goal!r})")
     parsed_metric = Metric.parse(metric)
     reserved = ("seed", "data.validation-fraction", "data.evaluate-on")  # the study sets them
-    given = [key, *(item.split("=", 1)[0].strip() for item in set_)]
+    keys = [k.strip() for k in key.split(",")]
+    given = [*keys, *(item.split("=", 1)[0].strip() for item in set_)]
     if any(k in reserved for k in given):
         raise ConfigError(f"--key and --set cannot give {', '.join(reserved)}: the study sets "
                           f"them (--seeds, --validation-fraction)")
@@ -358,8 +361,10 @@ def plan_choice(scenario: str, key: str, values: str, metric: str, goal: str, se
     candidates = [v.strip() for v in values.split(",") if v.strip()]
     if len(candidates) < 2 or len(set(candidates)) != len(candidates):
         raise ConfigError(f"--values needs two or more distinct candidates, got {values!r}")
-    if "=" in key or any(item.split("=", 1)[0].strip() == key for item in set_):
-        raise ConfigError(f"--key {key!r} must be a bare key that no --set also gives")
+    overridden = {item.split("=", 1)[0].strip() for item in set_}
+    if any(not k or "=" in k or k in overridden for k in keys) or len(set(keys)) != len(keys):
+        raise ConfigError(f"--key {key!r} must be bare, distinct keys (comma-separated) that "
+                          f"no --set also gives")
     for value in candidates:  # the test run differs only in data.evaluate-on, another seed in
         # partition and weights: a seed whose runs fail is marked failed in the JSON
         plan_run(scenario, split_sets(key, value, fraction, "validation", set_), seed_list[0], None)

@@ -100,7 +100,7 @@ def test_the_bench_runs_fixed_and_drawn_sets_and_counts_seeds_per_set(monkeypatc
 @pytest.mark.parametrize("args, needle", [
     (["bench", "lirf", "--sets", "three"], "--sets expects an integer between 0 and 163"),
     (["bench", "lirf", "--sets", "-1"], "--sets must be between 0 and 163"),
-    (["bench", "ltl", "--sets", "3"], "--sets applies to bench lirf only, not 'ltl'"),
+    (["bench", "ltl", "--sets", "3"], "--sets applies to bench lirf / lirf-choose only, not 'ltl'"),
 ])
 def test_a_bad_sets_option_exits_2_with_one_line_before_any_run(monkeypatch, args, needle):
     from simulations.cli.app import cli

@@ -205,6 +205,35 @@ def test_a_seed_that_failed_for_one_value_is_left_out_of_every_value_s_mean(tmp_
         run("x", "k.v", ["a", "b"], Metric.parse("n"), seeds=[0], runner=runner)
 
 
+def test_keys_that_move_together_are_one_candidate_each(tmp_path):
+    seen = []
+
+    def runner(scenario, seed, run_dir, items):
+        seen.append([i for i in items if i.startswith("ltl.")])
+        return {"m": 1.0 if "ltl.lr=0.01" in items else 0.0}
+
+    result = run("ltl", "ltl.lr,ltl.batch-size", ["0.001/16", "0.01/32"], Metric.parse("m"),
+                 seeds=[0], runner=runner, out=tmp_path / "c.json")
+    assert result["chosen"] == "0.01/32"
+    assert seen == [["ltl.lr=0.001", "ltl.batch-size=16"], ["ltl.lr=0.01", "ltl.batch-size=32"],
+                    ["ltl.lr=0.01", "ltl.batch-size=32"]]  # the last: the chosen pair on test
+    with pytest.raises(ConfigError, match="gives 1 value"):
+        split_sets("ltl.lr,ltl.batch-size", "0.01", 0.1, "test", [])
+
+
+@pytest.mark.parametrize("key, values, complaint", [
+    ("ltl.lr,ltl.batch-size", "0.01/16,0.1", "gives 1 value(s) for the 2 keys"),
+    ("ltl.lr,ltl.lr", "0.01/0.1,0.1/0.2", "distinct keys"),
+    ("ltl.lr,seed", "0.01/1,0.1/2", "cannot give seed"),
+    ("ltl.lr,ltl.batch-size", "0.01/16,0.1/0", "batch"),
+])
+def test_several_keys_are_checked_before_any_run(key, values, complaint, tmp_path):
+    result = CliRunner().invoke(cli, ["choose", "ltl", "--key", key, "--values", values,
+                                      "--metric", "snn_accuracy", "--out", str(tmp_path / "c.json")])
+    assert result.exit_code == 2, result.output
+    assert complaint in result.output and result.output.count("\n") == 1
+
+
 @pytest.mark.parametrize("args, complaint", [
     (["--values", "0.01,0.1", "--seeds", "0,0"], "--seeds must be distinct"),
     (["--values", "0.01,0.1", "--set", "seed=3"], "cannot give seed"),
@@ -232,6 +261,10 @@ def test_lirf_s_old_split_key_is_read_as_the_run_s_so_an_older_run_still_resumes
 
     spec = parse_run_spec({"method": "lirf", "lirf.validation-fraction": 0.1})
     assert spec.data.validation_fraction == 0.1
+    both = {"method": "lirf", "lirf.validation-fraction": 0.1, "data.validation-fraction": 0.1}
+    assert parse_run_spec(both).data.validation_fraction == 0.1  # the same value: no conflict
+    with pytest.raises(ConfigError, match="both given.*give data.validation-fraction only"):
+        parse_run_spec({**both, "data.validation-fraction": 0.2})
 
 
 def test_choose_refuses_an_out_whose_runs_directory_holds_an_earlier_study(tmp_path):
@@ -239,3 +272,23 @@ def test_choose_refuses_an_out_whose_runs_directory_holds_an_earlier_study(tmp_p
     result = CliRunner().invoke(cli, ["choose", "ltl", "--key", "ltl.lr", "--values", "0.01,0.1",
                                       "--metric", "snn_accuracy", "--out", str(tmp_path / "c.json")])
     assert result.exit_code == 2 and "already holds runs" in result.output
+
+
+def test_lirf_on_validation_measures_each_model_once(tmp_path):
+    from server.runner import Job, run_job
+    from tests.inprocess_grid import InProcessGrid, partition_nodes
+
+    torch.set_num_threads(1)
+    tiny = {"data.dataset": "digits", "num-clients": "3", "num-server-rounds": "1",
+            "lirf.local-epochs": "1", "lirf.deposit-epochs": "1", "node-wait-timeout": "2",
+            "lirf.retrain-baseline": "false", **SPLIT}
+    runs = {}
+    for on in ("test", "validation"):
+        spec = resolve("lirf", {**tiny, "data.evaluate-on": on})
+        runs[on] = run_job(InProcessGrid(partition_nodes(3)),
+                           Job(spec=spec, run_dir=str(tmp_path / on)))
+    # on test, the validation figures are kept aside; on validation they are the main ones
+    assert runs["validation"]["validation"] == {} and runs["test"]["validation"]
+    for model in ("original", "target", "recovered"):
+        aside = runs["test"]["validation"][model]
+        assert {k: runs["validation"][model][k] for k in aside} == aside
