@@ -43,7 +43,7 @@ from clients.tasks import local_seed, node_key
 from clients.training import train_locally
 from methods.base import RunSpec
 from methods.common.datasets import ArrayDataset
-from methods.lirf.data import deposit_indices, sample_deposit_set
+from methods.lirf.data import anchored_deposit_set, deposit_indices, sample_deposit_set
 from methods.lirf.method import arrays_of
 from methods.lirf.metrics import membership_auc, membership_roc, predictions
 from methods.lirf.possession import new_key_pair, sign, withdrawal_message
@@ -86,10 +86,15 @@ def _deposit_set(spec: RunSpec, content: RecordDict, context: Context):
     return request, data.subset(indices), classes
 
 
-def _training_set(spec: RunSpec, content: RecordDict, context: Context):
-    """(request, what the deposit trains on, classes): D_r at the class level; D_r and the
+def _training_set(spec: RunSpec, content: RecordDict, context: Context, seed: int):
+    """(request, what the deposit trains on, classes): D_r at the class level (and
+    `anchor-samples` of the owner's preserved-class samples, drawn by `seed`); D_r and the
     owner's other samples of its classes at the sample level."""
     request, data, indices, classes = _deposit_data(spec, content, context)
+    if request.level == "class" and spec.method.anchor_samples:
+        rng = np.random.default_rng(seed)
+        return request, anchored_deposit_set(data, indices, classes,
+                                             spec.method.anchor_samples, rng), classes
     if request.level == "class":
         return request, data.subset(indices), classes  # never a preserved image
     return request, sample_deposit_set(data, indices, classes), classes
@@ -110,9 +115,9 @@ def deposit_phase(spec: RunSpec, header: pb.RoundHeader, content: RecordDict,
     shallow part, T_r's hash and the key's public half."""
     device = node_device(spec, context.node_config)  # and 1 CPU thread on the CPU
     method = get_method(spec.method_name)
-    request, train_set, classes = _training_set(spec, content, context)
-    net = method.build_deposit_net(spec, from_array_record(content[ARRAYS]), classes)
     seed = local_seed(spec, header.round, node_key(context.node_config))
+    request, train_set, classes = _training_set(spec, content, context, seed)
+    net = method.build_deposit_net(spec, from_array_record(content[ARRAYS]), classes)
     training = deposit_spec(spec)
     metrics = train_locally(method, net, train_set, training, seed=seed, device=device)
     make_permanent(net.deposit)

@@ -59,6 +59,11 @@ class LIRFConfig(LocalTrainingConfig):
     """KD weight α of the official objective: α·τ²·KD terms, (1−α)·CE terms. Chosen on
     validation by `fedvault bench lirf-choose`: the best H of T among the α whose recovered
     model keeps its preserved accuracy (methods/lirf/README.md "α on validation")."""
+    anchor_samples: int = 0
+    """Class level, our extension: this many of the owner's own preserved-class samples join
+    the deposit training as anchors, on which T and T̃ are distilled from T_0 over all classes
+    (so T_r's deposit-class logits learn to stay low off D_r). 0: the official objective, on
+    D_r only. README "Recovery across deposit sets"."""
     lambda_at: float = 0.0
     """λ_at, weight of the attention-distance removal term (0 as in the official code)."""
     prune_ratio: float = 0.5
@@ -93,6 +98,9 @@ class LIRFConfig(LocalTrainingConfig):
             problems.append("deposit-classes and owner-partition must be >= 0")
         if self.level == "sample":
             parse_sample_ids(self.deposit_samples)  # raises ConfigError
+        if self.anchor_samples < 0 or (self.anchor_samples and self.level != "class"):
+            problems.append("anchor-samples must be >= 0, and 0 at the sample level (its "
+                            "retained samples anchor it already)")
         if self.deposit_epochs < 1 or self.deposit_lr <= 0 or self.deposit_batch_size < 1:
             problems.append("deposit-epochs and deposit-batch-size must be >= 1, deposit-lr > 0")
         if self.temperature <= 0 or not 0.0 <= self.alpha <= 1.0:

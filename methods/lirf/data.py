@@ -10,7 +10,8 @@ The retrain baseline (`fedavg-data = "preserved"`) is the same layout with D_r
 dropped: every node keeps exactly its preserved samples.
 
 What the owner trains on: D_r alone at the class level (the paper: preserved data is never
-used); at the sample level D_r plus R, the owner's other samples of D_r's classes, flagged
+used; `anchor-samples` > 0 adds that many of the owner's preserved-class samples, flagged,
+our extension); at the sample level D_r plus R, the owner's other samples of D_r's classes, flagged
 so that the loss forgets D_r and keeps the classes on R (losses.py).
 """
 
@@ -101,7 +102,22 @@ def sample_deposit_set(data: ArrayDataset, deposit: np.ndarray,
                        classes: Sequence[int]) -> DepositSet:
     """D_r (rows flagged member) followed by R: the owner's other samples of D_r's classes."""
     retained = np.setdiff1d(np.flatnonzero(np.isin(data.y, list(classes))), deposit)
-    chosen = data.subset(np.concatenate([deposit, retained]))
+    return _flagged(data, deposit, retained)
+
+
+def anchored_deposit_set(data: ArrayDataset, deposit: np.ndarray, classes: Sequence[int],
+                         count: int, rng: np.random.Generator) -> DepositSet:
+    """D_r (rows flagged member) followed by `count` of the owner's preserved-class samples
+    drawn by `rng` (all of them when it holds fewer): the class level's anchors."""
+    preserved = np.flatnonzero(~np.isin(data.y, list(classes)))
+    if not len(preserved):
+        raise ValueError("lirf.anchor-samples: the owner holds no preserved-class sample")
+    anchors = np.sort(rng.choice(preserved, size=min(count, len(preserved)), replace=False))
+    return _flagged(data, deposit, anchors)
+
+
+def _flagged(data: ArrayDataset, deposit: np.ndarray, others: np.ndarray) -> DepositSet:
+    chosen = data.subset(np.concatenate([deposit, others]))
     member = np.arange(len(chosen)) < len(deposit)
     return DepositSet(chosen.x, chosen.y, chosen.num_classes, chosen.name, chosen.class_names,
                       member)

@@ -18,6 +18,15 @@ also holds retained samples R of D_r's classes (the owner's other samples of the
     + α·τ²·KD(z_T/τ, z_T0/τ) + (1−α)·CE(z_T, y)    on x ∈ R, over all classes
 
 so the removal term pushes T off the deposited samples while R anchors their classes.
+
+Class-level anchors (our extension, `anchor-samples`): the batch also holds A, some of the
+owner's preserved-class samples, with
+
+    + α·τ²·KD(z_T/τ, z_T0/τ) + (1−α)·CE(z_T, y) + α·τ²·KD(z_T̃/τ, z_T0/τ) + (1−α)·CE(z_T̃, y)
+
+on x ∈ A, over all classes. Without them T_r's deposit-class logits ḡ are trained on D_r
+only and nothing keeps them low elsewhere: T̃'s lost preserved accuracy went mostly into
+the deposit classes (methods/lirf/README.md, "Recovery across deposit sets").
 """
 
 from __future__ import annotations
@@ -55,13 +64,15 @@ def attention_distance(h_target: torch.Tensor, h_original: torch.Tensor) -> torc
 
 def deposit_loss(out: dict[str, torch.Tensor], y: torch.Tensor, deposit_mask: torch.Tensor,
                  *, temperature: float, alpha: float, lambda_at: float = 0.0,
-                 member: torch.Tensor | None = None) -> torch.Tensor:
+                 member: torch.Tensor | None = None, anchor: bool = False) -> torch.Tensor:
     """The official objective above; `out` is DepositNet's forward, y the true labels.
 
     `member` (sample-level deposit): which rows are D_r; the others are retained samples of
     D_r's classes, on which T is distilled from T_0 (all classes) and trained on its label,
     so that T forgets the deposited samples, not their classes. Each part is weighted by
     its share of the batch. None: every row is D_r (class level, the official objective).
+    `anchor` (class-level anchors): the other rows are preserved-class samples, and T̃ is
+    held to T_0 on them as T is.
     """
     if member is None:
         return _forget_loss(out, y, deposit_mask, temperature, alpha, lambda_at)
@@ -73,10 +84,12 @@ def deposit_loss(out: dict[str, torch.Tensor], y: torch.Tensor, deposit_mask: to
                                            lambda_at)
     if not member.all():
         retained = ~member
-        z_target, z_original = out["z_target"][retained], out["z_original"][retained]
-        every_class = torch.ones_like(deposit_mask)
-        loss = loss + (1 - share) * (alpha * kd(z_target, z_original, every_class, temperature)
-                                     + (1 - alpha) * F.cross_entropy(z_target, y[retained]))
+        models = ("z_target", "z_recovered") if anchor else ("z_target",)
+        z_original, every_class = out["z_original"][retained], torch.ones_like(deposit_mask)
+        for model in models:
+            z = out[model][retained]
+            loss = loss + (1 - share) * (alpha * kd(z, z_original, every_class, temperature)
+                                         + (1 - alpha) * F.cross_entropy(z, y[retained]))
     return loss
 
 

@@ -62,7 +62,8 @@ class LIRF(Method):
             cfg = spec.method
             return deposit_loss(model(x), y, model.deposit_mask, temperature=cfg.temperature,
                                 alpha=cfg.alpha, lambda_at=cfg.lambda_at,
-                                member=member[0] if member else None)
+                                member=member[0] if member else None,
+                                anchor=cfg.level == "class")
         return nn.functional.cross_entropy(model(x), y)
 
     def shared_state(self, model: nn.Module) -> dict[str, np.ndarray]:

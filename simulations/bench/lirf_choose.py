@@ -36,7 +36,8 @@ from simulations.bench.lirf import RULES, accuracy_figures, drawn_sets
 from simulations.bench.runs import simulate_scenario, tally
 
 ALPHAS = (0.5, 0.6, 0.7, 0.8, 0.9)
-GRID_KEYS = {"alpha": float, "deposit-lr": float, "deposit-epochs": int, "temperature": float}
+GRID_KEYS = {"alpha": float, "deposit-lr": float, "deposit-epochs": int, "temperature": float,
+             "anchor-samples": int}
 CLASS_SETS = ("0,1,2", "4,5", "3,6,8")
 DEFAULT_SEEDS = (0, 1, 2)
 VALIDATION_FRACTION = 0.1

@@ -144,3 +144,28 @@ def test_sample_level_loss_anchors_retained_rows_and_trains_t_r_only_on_members(
     retained.backward()
     assert all(p.grad is None for p in net.deposit.parameters())  # T_r learns D_r only
     assert any(p.grad.abs().sum() > 0 for p in net.target.shallow.parameters())
+
+
+def test_class_level_anchors_hold_t_r_s_deposit_logits_to_t0_on_preserved_samples():
+    from methods.lirf.data import anchored_deposit_set
+    from methods.common.datasets import ArrayDataset
+
+    net = DepositNet(_net(), MASK).train()
+    x, y = torch.randn(8, 1, 28, 28), torch.tensor([5, 6, 7, 8, 9, 5, 6, 7])  # preserved classes
+    anchors = torch.zeros(8, dtype=torch.bool)
+    deposit_loss(net(x), y, MASK, temperature=4.0, alpha=0.8, member=anchors,
+                 anchor=True).backward()
+    # unlike the sample level's retained rows, an anchor reaches T_r (through T̃'s ḡ logits)
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.deposit.parameters())
+    # the owner's data: 6 deposit-class rows, 4 preserved; 3 anchors are drawn among the 4
+    data = ArrayDataset(np.zeros((10, 1, 2, 2), np.float32), np.array([0, 1, 2, 0, 1, 2, 5, 6, 7, 8]), 10,
+                        "toy")
+    drawn = anchored_deposit_set(data, np.arange(6), (0, 1, 2), 3, np.random.default_rng(0))
+    assert drawn.member.tolist() == [True] * 6 + [False] * 3
+    assert set(drawn.y[6:]) <= {5, 6, 7, 8} and len(set(drawn.y[6:])) == 3
+    assert len(anchored_deposit_set(data, np.arange(6), (0, 1, 2), 99,
+                                    np.random.default_rng(0)).y) == 10  # at most what it holds
+    with pytest.raises(ConfigError, match="anchor-samples"):
+        _spec(**{"anchor-samples": -1})
+    with pytest.raises(ConfigError, match="anchor-samples"):
+        _spec(**{"anchor-samples": 10, "level": "sample", "deposit-samples": "0-9"})
