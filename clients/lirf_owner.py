@@ -2,7 +2,8 @@
 
 Ye et al., ECCV 2022 (arXiv:2207.08224), message flow of the design notes §2.7 (not shipped).
 The node that owns D_r trains the target's shallow part and the deposit module
-T_r on D_r only (methods/lirf/losses.py, through the shared training loop) and
+T_r on D_r only (with `anchor-samples`, also on some of its preserved-class samples;
+methods/lirf/losses.py, through the shared training loop) and
 replies with the target's shallow part, T_r's SHA-256 and the public half of a key pair
 made for this deposit — never T_r itself. T_r is kept here (clients/lirf_store.py,
 sparse, with the private key), first as *pending*; it becomes *committed* when the server

@@ -79,12 +79,20 @@ def _renamed(flat: Mapping[str, Any]) -> dict[str, Any]:
     renamed: dict[str, Any] = {}
     for key, value in flat.items():
         new = RENAMED_KEYS.get(key, key)
-        if new in renamed and str(renamed[new]) != str(value):
+        if new in renamed and not _same(renamed[new], value):
             old = next(o for o, n in RENAMED_KEYS.items() if n == new)
             raise ConfigError(f"{old} (renamed {new}) and {new} are both given, "
                               f"{renamed[new]!r} and {value!r}: give {new} only")
         renamed[new] = value
     return renamed
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as given, or as numbers ("0.10" and 0.1)."""
+    try:
+        return str(a) == str(b) or float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
 
 
 def _method_config(method: Method, method_name: str, values: Mapping[str, Any]) -> Any:

@@ -24,7 +24,8 @@ owner's preserved-class samples, with
 
     + α·τ²·KD(z_T/τ, z_T0/τ) + (1−α)·CE(z_T, y) + α·τ²·KD(z_T̃/τ, z_T0/τ) + (1−α)·CE(z_T̃, y)
 
-on x ∈ A, over all classes. Without them T_r's deposit-class logits ḡ are trained on D_r
+on x ∈ A, over all classes, the T̃ terms reaching T_r only (T's logits in z_T̃ are held
+constant there). Without them T_r's deposit-class logits ḡ are trained on D_r
 only and nothing keeps them low elsewhere: T̃'s lost preserved accuracy went mostly into
 the deposit classes (methods/lirf/README.md, "Recovery across deposit sets").
 """
@@ -72,7 +73,9 @@ def deposit_loss(out: dict[str, torch.Tensor], y: torch.Tensor, deposit_mask: to
     so that T forgets the deposited samples, not their classes. Each part is weighted by
     its share of the batch. None: every row is D_r (class level, the official objective).
     `anchor` (class-level anchors): the other rows are preserved-class samples, and T̃ is
-    held to T_0 on them as T is.
+    held to T_0 on them as T is; that term trains T_r only (T has its own). Every row of a
+    batch weighs 1/batch as in the official objective, so a D_r row's weight per epoch is
+    unchanged; anchors add steps to an epoch.
     """
     if member is None:
         return _forget_loss(out, y, deposit_mask, temperature, alpha, lambda_at)
@@ -84,10 +87,12 @@ def deposit_loss(out: dict[str, torch.Tensor], y: torch.Tensor, deposit_mask: to
                                            lambda_at)
     if not member.all():
         retained = ~member
-        models = ("z_target", "z_recovered") if anchor else ("z_target",)
+        outputs = [out["z_target"][retained]]
+        if anchor:  # T̃'s term trains T_r only: T's logits enter it as constants
+            outputs.append(torch.where(deposit_mask, out["z_recovered"],
+                                       out["z_target"].detach())[retained])
         z_original, every_class = out["z_original"][retained], torch.ones_like(deposit_mask)
-        for model in models:
-            z = out[model][retained]
+        for z in outputs:
             loss = loss + (1 - share) * (alpha * kd(z, z_original, every_class, temperature)
                                          + (1 - alpha) * F.cross_entropy(z, y[retained]))
     return loss

@@ -3,7 +3,8 @@ ECCV 2022, arXiv:2207.08224 (deposit objective §3.3, withdrawal §3.4).
 
 Phase 0 and the retrain baseline are FedAvg (McMahan et al., 2017) of the split net
 (arch.py: the protocol's CNN, the ResNet or a user's net) with cross-entropy; the owner's deposit step minimises the official objective
-(losses.py) on D_r only through the same shared training loop: `train_step`
+(losses.py) on D_r only (plus anchors, `anchor-samples`, our extension) through the same
+shared training loop: `train_step`
 sees a DepositNet there. The workflow is server/lirf.py, the owner's side
 clients/lirf_owner.py.
 """

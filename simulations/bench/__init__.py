@@ -49,7 +49,7 @@ BENCHES: dict[str, str] = {
 # run()) → "module:function" turning the flag's text into the value, or raising ConfigError.
 OPTIONS: dict[str, dict[str, str]] = {
     "lirf": {"sets": "simulations.bench.lirf:parse_sets"},
-    "lirf-choose": {"sets": "simulations.bench.lirf:parse_sets",
+    "lirf-choose": {"sets": "simulations.bench.lirf_choose:parse_sets",
                     "grid": "simulations.bench.lirf_choose:parse_grid"},
 }
 

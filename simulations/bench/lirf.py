@@ -43,7 +43,7 @@ CLASS_SETS = ("0,1,2", "4,5")  # the fixed sets, run under every seed
 DRAWN_SETS = 3  # sets drawn at random per seed (the issue: at least 3)
 DRAWN_SIZES = (2, 3)
 NUM_CLASSES = 10  # MNIST-5k, the lirf scenario's data set
-MAX_DRAWN_SETS = sum(math.comb(NUM_CLASSES, k) for k in DRAWN_SIZES) - len(CLASS_SETS)
+DRAWABLE = sum(math.comb(NUM_CLASSES, k) for k in DRAWN_SIZES)  # sets of 2 or 3 classes
 DEP_MAX, PRE_DROP_MAX, H_MIN = 0.30, 0.02, 0.78
 RECOVERED_DEP_WITHIN, RECOVERED_PRE_WITHIN, TIME_RATIO_MIN = 0.02, 0.03, 3.0
 # Accuracies are ratios of counts: 196/200 − 192/200 is 0.020000000000000018 in floats and
@@ -68,8 +68,9 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {  # band: (rule, verdict 
 def drawn_sets(seed: int, count: int = DRAWN_SETS, fixed: Iterable[str] = CLASS_SETS) -> list[str]:
     """`count` deposit class sets of 2 or 3 classes drawn by random.Random(seed): distinct,
     sorted, none of them a fixed set. The same seed draws the same sets on every machine."""
-    _check_sets(count)
-    rng, sets, fixed = random.Random(seed), [], set(fixed)
+    fixed = set(fixed)
+    _check_sets(count, fixed)
+    rng, sets = random.Random(seed), []
     while len(sets) < count:
         size = rng.choice(DRAWN_SIZES)
         classes = ",".join(map(str, sorted(rng.sample(range(NUM_CLASSES), size))))
@@ -78,19 +79,22 @@ def drawn_sets(seed: int, count: int = DRAWN_SETS, fixed: Iterable[str] = CLASS_
     return sets
 
 
-def parse_sets(text: str) -> int:
-    """`--sets N`: how many class sets each seed draws; ConfigError names the valid range."""
+def parse_sets(text: str, fixed: Iterable[str] = CLASS_SETS) -> int:
+    """`--sets N`: how many class sets each seed draws besides `fixed`; ConfigError names
+    the valid range."""
+    most = DRAWABLE - len(set(fixed))
     try:
         count = int(text)
     except ValueError:
-        raise ConfigError(f"--sets expects an integer between 0 and {MAX_DRAWN_SETS} "
+        raise ConfigError(f"--sets expects an integer between 0 and {most} "
                           f"(class sets drawn per seed), got {text!r}") from None
-    return _check_sets(count)
+    return _check_sets(count, fixed)
 
 
-def _check_sets(count: int) -> int:
-    if not 0 <= count <= MAX_DRAWN_SETS:  # there are only so many sets of 2 or 3 classes
-        raise ConfigError(f"--sets must be between 0 and {MAX_DRAWN_SETS} "
+def _check_sets(count: int, fixed: Iterable[str] = CLASS_SETS) -> int:
+    most = DRAWABLE - len(set(fixed))  # there are only so many sets of 2 or 3 classes
+    if not 0 <= count <= most:
+        raise ConfigError(f"--sets must be between 0 and {most} "
                           f"(class sets drawn per seed), got {count}")
     return count
 

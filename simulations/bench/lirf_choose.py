@@ -6,7 +6,8 @@ KEY=V1,V2,...`; default α ∈ ALPHAS) runs under every seed and deposit class s
 (`fedvault simulate lirf`, one process each, as `bench lirf`) with a validation split
 carved from the training data (`data.validation-fraction`, stratified and seeded by the
 run's seed; no node trains on it; methods/base.py). The class sets are the three fixed
-ones and `--sets N` more per seed drawn as `bench lirf` draws them (default 0), so a
+ones and `--sets N` more per seed drawn by `bench lirf`'s rule (default 0; for seeds 0-2
+and N <= 3 the very sets `bench lirf` draws), so a
 setting can be chosen on the very sets whose test bands failed without reading a test
 figure. The choice reads only validation figures: the best mean H of the deposited model
 T among the values whose recovered model T̃ keeps its preserved accuracy (mean loss <= 3
@@ -32,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from methods.config import ConfigError
+from simulations.bench import lirf as lirf_bench
 from simulations.bench.lirf import RULES, accuracy_figures, drawn_sets
 from simulations.bench.runs import simulate_scenario, tally
 
 ALPHAS = (0.5, 0.6, 0.7, 0.8, 0.9)
-GRID_KEYS = {"alpha": float, "deposit-lr": float, "deposit-epochs": int, "temperature": float,
-             "anchor-samples": int}
+GRID_KEYS = ("alpha", "deposit-lr", "deposit-epochs", "temperature", "anchor-samples")
 CLASS_SETS = ("0,1,2", "4,5", "3,6,8")
 DEFAULT_SEEDS = (0, 1, 2)
 VALIDATION_FRACTION = 0.1
@@ -52,24 +53,31 @@ Runner = Callable[[int, str, Sequence[str], Path], dict[str, Any]]
 
 def parse_grid(text: str) -> tuple[str, tuple[Any, ...]]:
     """`--grid KEY=V1,V2,...`: a `[lirf]` setting and two or more distinct candidates, each
-    a valid LIRF config; ConfigError (one line) naming what is wrong and what is valid."""
-    from methods.lirf.config import LIRFConfig  # the method's own checks of each value
+    read and checked as a run reads `--set lirf.KEY=V`; ConfigError (one line) naming what
+    is wrong and what is valid."""
+    from methods.config import build_dataclass
+    from methods.lirf.config import LIRFConfig
 
     key, _, values = text.partition("=")
     key = key.strip().removeprefix("lirf.")
     if key not in GRID_KEYS:
         raise ConfigError(f"--grid expects KEY=V1,V2,... with KEY one of "
                           f"{', '.join(GRID_KEYS)}, got {text!r}")
-    try:
-        candidates = tuple(GRID_KEYS[key](v) for v in values.split(",") if v.strip())
-    except ValueError:
-        raise ConfigError(f"--grid {key}: values must be {GRID_KEYS[key].__name__}s, "
-                          f"got {values!r}") from None
+    candidates = []
+    for value in (v.strip() for v in values.split(",") if v.strip()):
+        try:
+            config = build_dataclass(LIRFConfig, {key: value}, "lirf.")
+        except ConfigError as exc:
+            raise ConfigError(f"--grid {key}={value}: {exc}") from None
+        candidates.append(getattr(config, key.replace("-", "_")))
     if len(candidates) < 2 or len(set(candidates)) != len(candidates):
         raise ConfigError(f"--grid {key}: give two or more distinct values, got {values!r}")
-    for value in candidates:
-        LIRFConfig(**{key.replace("-", "_"): value}).validate()
-    return key, candidates
+    return key, tuple(candidates)
+
+
+def parse_sets(text: str) -> int:
+    """`--sets N`: class sets drawn per seed besides this bench's three fixed ones."""
+    return lirf_bench.parse_sets(text, CLASS_SETS)
 
 
 def simulate_one(seed: int, classes: str, setting: Sequence[str], run_dir: Path) -> dict[str, Any]:
@@ -107,21 +115,20 @@ def figures_of(summary: dict[str, Any]) -> dict[str, Any]:
     choice reads), bench lirf's bands judged on validation, and the test figures
     (reported only)."""
     validation = summary["validation"]
-    loss = validation["original"]["pre_acc"] - validation["recovered"]["pre_acc"]
-    on_validation = accuracy_figures(validation)
+    on_validation, on_test = accuracy_figures(validation), accuracy_figures(summary)
+    # a run without T̃ (no withdrawal) has NaN here: no band holds, and it cannot be chosen
     return {"validation": {**{k: validation["target"][k] for k in FIGURES},
-                           "recovered_pre_loss": loss},
+                           "recovered_pre_loss": -on_validation["recovered_pre_diff"]},
             "validation_bands": {name: bool(RULES[name][1](on_validation[name]))
                                  for name in VALIDATION_BANDS},
             "test": {**{k: summary["target"][k] for k in FIGURES},
-                     "recovered_pre_loss": summary["original"]["pre_acc"]
-                     - summary["recovered"]["pre_acc"]}}
+                     "recovered_pre_loss": -on_test["recovered_pre_diff"]}}
 
 
 def run(out: Path | None = None, seeds: list[int] | None = None, *,
         grid: tuple[str, Sequence[Any]] = ("alpha", ALPHAS), sets: int = 0,
-        class_sets: Sequence[str] = CLASS_SETS, runner: Runner = simulate_one) -> dict[str, Any]:
-    seeds = list(seeds or DEFAULT_SEEDS)
+        class_sets: Sequence[str] = CLASS_SETS, runner: Runner | None = None) -> dict[str, Any]:
+    seeds, runner = list(seeds or DEFAULT_SEEDS), runner or simulate_one
     key, values = grid[0], list(grid[1])
     plan = {seed: [*class_sets, *drawn_sets(seed, sets, class_sets)] for seed in seeds}
     runs: list[dict[str, Any]] = []

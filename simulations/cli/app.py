@@ -337,7 +337,7 @@ def plan_choice(scenario: str, key: str, values: str, metric: str, goal: str, se
                 fraction: float, set_: List[str], out: Optional[Path]) -> dict:
     """Every input of `fedvault choose`, checked before the first run: each candidate's
     config (with the split) resolves and its data preflight passes. ConfigError otherwise."""
-    from simulations.bench.choose import GOALS, Metric, split_sets
+    from simulations.bench.choose import GOALS, Metric, setting_items, split_sets
     from simulations.bench.runs import runs_root
 
     if goal not in GOALS:
@@ -359,7 +359,8 @@ def plan_choice(scenario: str, key: str, values: str, metric: str, goal: str, se
         raise ConfigError(f"{runs} already holds runs (an earlier study with --out {out}): "
                           f"give another --out or remove it")
     candidates = [v.strip() for v in values.split(",") if v.strip()]
-    if len(candidates) < 2 or len(set(candidates)) != len(candidates):
+    settings = {tuple(setting_items(key, value)) for value in candidates}  # "1/2" == "1 / 2"
+    if len(candidates) < 2 or len(settings) != len(candidates):
         raise ConfigError(f"--values needs two or more distinct candidates, got {values!r}")
     overridden = {item.split("=", 1)[0].strip() for item in set_}
     if any(not k or "=" in k or k in overridden for k in keys) or len(set(keys)) != len(keys):

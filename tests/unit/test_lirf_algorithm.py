@@ -153,10 +153,16 @@ def test_class_level_anchors_hold_t_r_s_deposit_logits_to_t0_on_preserved_sample
     net = DepositNet(_net(), MASK).train()
     x, y = torch.randn(8, 1, 28, 28), torch.tensor([5, 6, 7, 8, 9, 5, 6, 7])  # preserved classes
     anchors = torch.zeros(8, dtype=torch.bool)
-    deposit_loss(net(x), y, MASK, temperature=4.0, alpha=0.8, member=anchors,
-                 anchor=True).backward()
+    grads = {}
+    for anchor in (False, True):
+        net.zero_grad()
+        deposit_loss(net(x), y, MASK, temperature=4.0, alpha=0.8, member=anchors,
+                     anchor=anchor).backward()
+        grads[anchor] = [p.grad.clone() for p in net.target.shallow.parameters()]
     # unlike the sample level's retained rows, an anchor reaches T_r (through T̃'s ḡ logits)
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.deposit.parameters())
+    # and T̃'s term leaves T alone: T's gradient is its own anchor term's
+    assert all(torch.allclose(a, b) for a, b in zip(grads[False], grads[True]))
     # the owner's data: 6 deposit-class rows, 4 preserved; 3 anchors are drawn among the 4
     data = ArrayDataset(np.zeros((10, 1, 2, 2), np.float32), np.array([0, 1, 2, 0, 1, 2, 5, 6, 7, 8]), 10,
                         "toy")

@@ -101,11 +101,16 @@ def test_the_bench_runs_fixed_and_drawn_sets_and_counts_seeds_per_set(monkeypatc
     (["bench", "lirf", "--sets", "three"], "--sets expects an integer between 0 and 163"),
     (["bench", "lirf", "--sets", "-1"], "--sets must be between 0 and 163"),
     (["bench", "ltl", "--sets", "3"], "--sets applies to bench lirf / lirf-choose only, not 'ltl'"),
+    (["bench", "lirf", "--grid", "alpha=0.7,0.8"], "--grid applies to bench lirf-choose only, not 'lirf'"),
+    (["bench", "lirf-choose", "--grid", "alpha=0.7,2"], "--grid alpha=2: "),
 ])
 def test_a_bad_sets_option_exits_2_with_one_line_before_any_run(monkeypatch, args, needle):
     from simulations.cli.app import cli
 
+    from simulations.bench import lirf_choose
+
     monkeypatch.setattr(bench_lirf, "simulate", lambda *a, **k: pytest.fail("a run started"))
+    monkeypatch.setattr(lirf_choose, "simulate_one", lambda *a, **k: pytest.fail("a run started"))
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert needle in result.output and result.output.count("\n") == 1

@@ -67,14 +67,23 @@ def test_the_grid_names_a_lirf_setting_and_valid_distinct_values():
     assert parse_grid("deposit-lr=0.003,0.006") == ("deposit-lr", (0.003, 0.006))
     assert parse_grid("lirf.deposit-epochs=10,20") == ("deposit-epochs", (10, 20))
     for bad, words in (("lr=0.1,0.2", "KEY one of"), ("alpha=0.5", "two or more"),
-                       ("alpha=0.5,0.5", "two or more"), ("alpha=0.5,x", "floats"),
-                       ("alpha=0.5,1.5", "alpha"), ("deposit-epochs=10,0", "deposit-epochs")):
+                       ("alpha=0.5,0.5", "two or more"), ("alpha=0.5,x", "alpha=x"),
+                       ("alpha=0.5,1.5", "alpha=1.5: .*alpha in"),
+                       ("deposit-lr=inf,0.1", "deposit-lr=inf"),
+                       ("temperature=nan,nan", "temperature=nan"),
+                       ("deposit-epochs=10,0", "deposit-epochs=0"),
+                       ("deposit-epochs=10,1e2", "deposit-epochs=1e2")):
         with pytest.raises(ConfigError, match=words):
             parse_grid(bad)
     assert parse_options("lirf-choose", {"grid": "alpha=0.7,0.8", "sets": "2"}) == {
         "grid": ("alpha", (0.7, 0.8)), "sets": 2}
     with pytest.raises(ConfigError, match="lirf-choose only"):
         parse_options("lirf", {"grid": "alpha=0.7,0.8"})
+    # three fixed sets here, two in bench lirf: one fewer set can be drawn (163 hung before)
+    assert parse_options("lirf-choose", {"sets": "162"}) == {"sets": 162}
+    with pytest.raises(ConfigError, match="between 0 and 162"):
+        parse_options("lirf-choose", {"sets": "163"})
+    assert parse_options("lirf", {"sets": "163"}) == {"sets": 163}
 
 
 def test_drawn_sets_join_the_fixed_ones_and_each_run_sets_the_grid_key(tmp_path):

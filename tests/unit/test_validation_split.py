@@ -224,6 +224,7 @@ def test_keys_that_move_together_are_one_candidate_each(tmp_path):
 @pytest.mark.parametrize("key, values, complaint", [
     ("ltl.lr,ltl.batch-size", "0.01/16,0.1", "gives 1 value(s) for the 2 keys"),
     ("ltl.lr,ltl.lr", "0.01/0.1,0.1/0.2", "distinct keys"),
+    ("ltl.lr,ltl.batch-size", "0.01/16,0.01 / 16", "two or more distinct candidates"),
     ("ltl.lr,seed", "0.01/1,0.1/2", "cannot give seed"),
     ("ltl.lr,ltl.batch-size", "0.01/16,0.1/0", "batch"),
 ])
@@ -263,6 +264,7 @@ def test_lirf_s_old_split_key_is_read_as_the_run_s_so_an_older_run_still_resumes
     assert spec.data.validation_fraction == 0.1
     both = {"method": "lirf", "lirf.validation-fraction": 0.1, "data.validation-fraction": 0.1}
     assert parse_run_spec(both).data.validation_fraction == 0.1  # the same value: no conflict
+    assert parse_run_spec({**both, "data.validation-fraction": "0.10"}).data.validation_fraction == 0.1
     with pytest.raises(ConfigError, match="both given.*give data.validation-fraction only"):
         parse_run_spec({**both, "data.validation-fraction": 0.2})
 
