@@ -61,9 +61,9 @@ class LIRFConfig(LocalTrainingConfig):
     model keeps its preserved accuracy (methods/lirf/README.md "α on validation")."""
     anchor_samples: int = 0
     """Class level, our extension: this many of the owner's own preserved-class samples join
-    the deposit training as anchors, on which T and T̃ are distilled from T_0 over all classes
-    (so T_r's deposit-class logits learn to stay low off D_r). 0: the official objective, on
-    D_r only. README "Recovery across deposit sets"."""
+    the deposit training as anchors, on which T_r's deposit-class logits are held to T_0's
+    (they learn to stay low off D_r; T is not trained on anchors). 0: the official
+    objective, on D_r only. README "Recovery across deposit sets"."""
     lambda_at: float = 0.0
     """λ_at, weight of the attention-distance removal term (0 as in the official code)."""
     prune_ratio: float = 0.5

@@ -22,15 +22,17 @@ so the removal term pushes T off the deposited samples while R anchors their cla
 Class-level anchors (our extension, `anchor-samples`): the batch also holds A, some of the
 owner's preserved-class samples, with
 
-    + α·τ²·KD(z_T/τ, z_T0/τ) + (1−α)·CE(z_T, y) + α·τ²·KD(z_T̃/τ, z_T0/τ) + (1−α)·CE(z_T̃, y)
+    + α·τ²·KD(z_A/τ, z_T0/τ) + (1−α)·CE(z_A, y),   z_A = ḡ(z_{T_r}) ⊕ g(z_T0)
 
-on x ∈ A, over all classes, the T̃ terms reaching T_r only (T's logits in z_T̃ are held
-constant there). Without them T_r's deposit-class logits ḡ are trained on D_r
+on x ∈ A, over all classes, in a forward of their own: only T_r learns from A, and T's
+BatchNorm statistics see D_r alone, as without anchors. Without them T_r's deposit-class logits ḡ are trained on D_r
 only and nothing keeps them low elsewhere: T̃'s lost preserved accuracy went mostly into
 the deposit classes (methods/lirf/README.md, "Recovery across deposit sets").
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,17 +67,13 @@ def attention_distance(h_target: torch.Tensor, h_original: torch.Tensor) -> torc
 
 def deposit_loss(out: dict[str, torch.Tensor], y: torch.Tensor, deposit_mask: torch.Tensor,
                  *, temperature: float, alpha: float, lambda_at: float = 0.0,
-                 member: torch.Tensor | None = None, anchor: bool = False) -> torch.Tensor:
+                 member: torch.Tensor | None = None) -> torch.Tensor:
     """The official objective above; `out` is DepositNet's forward, y the true labels.
 
     `member` (sample-level deposit): which rows are D_r; the others are retained samples of
     D_r's classes, on which T is distilled from T_0 (all classes) and trained on its label,
     so that T forgets the deposited samples, not their classes. Each part is weighted by
     its share of the batch. None: every row is D_r (class level, the official objective).
-    `anchor` (class-level anchors): the other rows are preserved-class samples, and T̃ is
-    held to T_0 on them as T is; that term trains T_r only (T has its own). Every row of a
-    batch weighs 1/batch as in the official objective, so a D_r row's weight per epoch is
-    unchanged; anchors add steps to an epoch.
     """
     if member is None:
         return _forget_loss(out, y, deposit_mask, temperature, alpha, lambda_at)
@@ -87,14 +85,34 @@ def deposit_loss(out: dict[str, torch.Tensor], y: torch.Tensor, deposit_mask: to
                                            lambda_at)
     if not member.all():
         retained = ~member
-        outputs = [out["z_target"][retained]]
-        if anchor:  # T̃'s term trains T_r only: T's logits enter it as constants
-            outputs.append(torch.where(deposit_mask, out["z_recovered"],
-                                       out["z_target"].detach())[retained])
-        z_original, every_class = out["z_original"][retained], torch.ones_like(deposit_mask)
-        for z in outputs:
-            loss = loss + (1 - share) * (alpha * kd(z, z_original, every_class, temperature)
-                                         + (1 - alpha) * F.cross_entropy(z, y[retained]))
+        z_target, z_original = out["z_target"][retained], out["z_original"][retained]
+        every_class = torch.ones_like(deposit_mask)
+        loss = loss + (1 - share) * (alpha * kd(z_target, z_original, every_class, temperature)
+                                     + (1 - alpha) * F.cross_entropy(z_target, y[retained]))
+    return loss
+
+
+def anchored_deposit_loss(net: Any, x: torch.Tensor, y: torch.Tensor, anchor: torch.Tensor, *,
+                          temperature: float, alpha: float,
+                          lambda_at: float = 0.0) -> torch.Tensor:
+    """The class level with anchors: the official objective on the D_r rows, in a forward
+    of their own (T's and T_r's BatchNorm see D_r alone, as without anchors), plus on the
+    `anchor` rows (preserved-class samples) T̃'s anchor term, which trains T_r only: its
+    deposit-class logits are held to T_0's, the other logits are T_0's own (T is not run on
+    anchors, so its BatchNorm statistics never see them). `net` is a DepositNet. Every row
+    weighs 1/batch as in the official objective, so a D_r row's weight per epoch is
+    unchanged; anchors add steps to an epoch."""
+    share = 1.0 - anchor.float().mean()
+    loss = x.new_zeros(())
+    if not anchor.all():
+        loss = loss + share * _forget_loss(net(x[~anchor]), y[~anchor], net.deposit_mask,
+                                           temperature, alpha, lambda_at)
+    if anchor.any():
+        z_original, z_deposit = net.anchor_logits(x[anchor])
+        z = torch.where(net.deposit_mask, z_deposit, z_original)
+        every_class = torch.ones_like(net.deposit_mask)
+        loss = loss + (1 - share) * (alpha * kd(z, z_original, every_class, temperature)
+                                     + (1 - alpha) * F.cross_entropy(z, y[anchor]))
     return loss
 
 

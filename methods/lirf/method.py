@@ -23,7 +23,7 @@ from methods.config import ConfigError
 from methods.lirf.arch import build_split_net, check_split, output_classes, shape_of
 from methods.lirf.config import LIRFConfig, parse_sample_ids
 from methods.lirf.data import node_indices
-from methods.lirf.losses import deposit_loss
+from methods.lirf.losses import anchored_deposit_loss, deposit_loss
 from methods.lirf.nets import DepositNet, RecoveredNet, SplitNet, deposit_class_mask
 from methods.lirf.pruning import magnitude_prune
 from methods.lirf.withdraw import split_recovered
@@ -61,10 +61,12 @@ class LIRF(Method):
         x, y, *member = batch  # a sample-level deposit set also says which rows are D_r
         if isinstance(model, DepositNet):
             cfg = spec.method
+            if member and cfg.level == "class":  # D_r and anchors (anchor-samples)
+                return anchored_deposit_loss(model, x, y, ~member[0], temperature=cfg.temperature,
+                                             alpha=cfg.alpha, lambda_at=cfg.lambda_at)
             return deposit_loss(model(x), y, model.deposit_mask, temperature=cfg.temperature,
                                 alpha=cfg.alpha, lambda_at=cfg.lambda_at,
-                                member=member[0] if member else None,
-                                anchor=cfg.level == "class")
+                                member=member[0] if member else None)
         return nn.functional.cross_entropy(model(x), y)
 
     def shared_state(self, model: nn.Module) -> dict[str, np.ndarray]:

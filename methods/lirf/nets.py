@@ -121,3 +121,9 @@ class DepositNet(nn.Module):
         z_recovered = torch.where(self.deposit_mask, z_deposit, z_target)
         return {"z_original": z_original, "z_target": z_target, "z_recovered": z_recovered,
                 "h_target": h_target, "h_original": h_original}
+
+    def anchor_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T_0's logits, T_r's path's logits) of anchor rows; T itself is not run."""
+        with torch.no_grad():
+            z_original = self.teacher(x)
+        return z_original, self.target.deep(self.deposit(x))

@@ -146,23 +146,29 @@ def test_sample_level_loss_anchors_retained_rows_and_trains_t_r_only_on_members(
     assert any(p.grad.abs().sum() > 0 for p in net.target.shallow.parameters())
 
 
-def test_class_level_anchors_hold_t_r_s_deposit_logits_to_t0_on_preserved_samples():
-    from methods.lirf.data import anchored_deposit_set
+def test_class_level_anchors_train_t_r_only_and_leave_t_s_batchnorm_to_d_r():
     from methods.common.datasets import ArrayDataset
+    from methods.lirf.data import anchored_deposit_set
+    from methods.lirf.losses import anchored_deposit_loss
 
     net = DepositNet(_net(), MASK).train()
-    x, y = torch.randn(8, 1, 28, 28), torch.tensor([5, 6, 7, 8, 9, 5, 6, 7])  # preserved classes
-    anchors = torch.zeros(8, dtype=torch.bool)
-    grads = {}
-    for anchor in (False, True):
-        net.zero_grad()
-        deposit_loss(net(x), y, MASK, temperature=4.0, alpha=0.8, member=anchors,
-                     anchor=anchor).backward()
-        grads[anchor] = [p.grad.clone() for p in net.target.shallow.parameters()]
-    # unlike the sample level's retained rows, an anchor reaches T_r (through T̃'s ḡ logits)
+    x, y = torch.randn(8, 1, 28, 28), torch.tensor([0, 1, 2, 0, 5, 6, 7, 8])
+    anchor = torch.tensor([False] * 4 + [True] * 4)
+    stats = [b.clone() for b in net.target.shallow.buffers()]
+    anchored_deposit_loss(net, x[4:], y[4:], anchor[4:], temperature=4.0, alpha=0.8).backward()
+    # anchors alone: T_r learns (its deposit logits), T neither learns nor updates its BN stats
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.deposit.parameters())
-    # and T̃'s term leaves T alone: T's gradient is its own anchor term's
-    assert all(torch.allclose(a, b) for a, b in zip(grads[False], grads[True]))
+    assert all(p.grad is None for p in net.target.shallow.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(stats, net.target.shallow.buffers()))
+    # D_r rows get the official objective, weighted by their share of the batch
+    torch.manual_seed(0)
+    mixed = anchored_deposit_loss(net, x, y, anchor, temperature=4.0, alpha=0.8)
+    torch.manual_seed(0)
+    official = deposit_loss(net(x[:4]), y[:4], MASK, temperature=4.0, alpha=0.8)
+    z_original, z_deposit = net.anchor_logits(x[4:])
+    z = torch.where(MASK, z_deposit, z_original)
+    anchor_term = 0.8 * kd(z, z_original, torch.ones_like(MASK), 4.0) + 0.2 * torch.nn.functional.cross_entropy(z, y[4:])
+    assert torch.allclose(mixed, 0.5 * official + 0.5 * anchor_term, atol=1e-5)
     # the owner's data: 6 deposit-class rows, 4 preserved; 3 anchors are drawn among the 4
     data = ArrayDataset(np.zeros((10, 1, 2, 2), np.float32), np.array([0, 1, 2, 0, 1, 2, 5, 6, 7, 8]), 10,
                         "toy")
@@ -175,3 +181,22 @@ def test_class_level_anchors_hold_t_r_s_deposit_logits_to_t0_on_preserved_sample
         _spec(**{"anchor-samples": -1})
     with pytest.raises(ConfigError, match="anchor-samples"):
         _spec(**{"anchor-samples": 10, "level": "sample", "deposit-samples": "0-9"})
+
+
+def test_an_owner_with_anchors_trains_on_d_r_plus_that_many_preserved_samples(tmp_path):
+    from server.runner import Job, run_job
+    from server.scenario import resolve
+    from tests.inprocess_grid import InProcessGrid, partition_nodes
+
+    torch.set_num_threads(1)
+    tiny = {"data.dataset": "digits", "num-clients": "3", "num-server-rounds": "1",
+            "lirf.local-epochs": "1", "lirf.deposit-epochs": "1", "node-wait-timeout": "2",
+            "lirf.retrain-baseline": "false"}
+    steps = {}
+    for count in (0, 16):
+        spec = resolve("lirf", {**tiny, "lirf.anchor-samples": str(count)})
+        summary = run_job(InProcessGrid(partition_nodes(3)),
+                          Job(spec=spec, run_dir=str(tmp_path / str(count))))
+        steps[count] = summary["deposit_sample_steps"]
+        assert 0 <= summary["recovered"]["pre_acc"] <= 1
+    assert steps[16] == steps[0] + 16  # one deposit epoch: D_r's rows and 16 anchors
