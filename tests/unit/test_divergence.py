@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -95,9 +96,11 @@ def test_a_diverging_run_says_so_in_events_log_the_record_and_summary(tmp_path):
     summary = run_job(InProcessGrid(partition_nodes(2)), Job(spec=spec, run_dir=str(tmp_path / "run")))
     assert summary["diverged"] is True
     events = (tmp_path / "run" / "events.log").read_text()
-    assert ("round 5: training diverged: the global loss rose for 3 rounds in a row to 3.017 while "
-            "accuracy 0.100 sits at chance (1/10); likely cause: learning rate too high for this "
-            "configuration (e.g. fedavg.lr=3)") in events
+    # the diverged loss's last digit depends on the CPU's kernels (3.016 or 3.017 seen)
+    assert re.search(r"round 5: training diverged: the global loss rose for 3 rounds in a row to "
+                     r"3\.0\d\d while accuracy 0\.100 sits at chance \(1/10\); likely cause: "
+                     r"learning rate too high for this configuration \(e\.g\. fedavg\.lr=3\)",
+                     events), events
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [bool(r.get("warning")) for r in records] == [False] * 4 + [True]
 

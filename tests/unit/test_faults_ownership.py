@@ -18,8 +18,19 @@ def _tensors(reply) -> list[np.ndarray]:
 
 
 def _holds(tensors, module) -> bool:
-    return any(t.shape == m.shape and np.array_equal(t, m) for t in tensors for m in module.values()
-               if m.size > 1)  # scalars (a BatchNorm counter) match by chance
+    return any(t.shape == m.shape and np.array_equal(t, m) for t in tensors
+               for m in _carrying(module).values())
+
+
+def _carrying(module: dict) -> dict:
+    """The module's tensors that can tell it apart. Left out: scalars (a BatchNorm counter
+    matches by chance) and the bias of a conv that a BatchNorm follows: BatchNorm removes
+    any per-channel constant, so that bias gets no gradient from the loss, and in T and T_r
+    alike it is T_0's bias under the same weight decay. On some CPUs the two are equal to
+    the last bit (the BatchNorm backward's rounding is exactly 0 there) without either
+    reply carrying anything of D_r."""
+    return {name: m for name, m in module.items() if m.size > 1 and not (
+        name.endswith(".0.bias") and name[:-len("0.bias")] + "1.running_mean" in module)}
 
 
 def test_the_deposit_module_reaches_the_server_only_in_the_owners_withdraw_reply(tmp_path):
