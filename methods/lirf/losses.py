@@ -85,10 +85,8 @@ def deposit_loss(out: dict[str, torch.Tensor], y: torch.Tensor, deposit_mask: to
                                            lambda_at)
     if not member.all():
         retained = ~member
-        z_target, z_original = out["z_target"][retained], out["z_original"][retained]
-        every_class = torch.ones_like(deposit_mask)
-        loss = loss + (1 - share) * (alpha * kd(z_target, z_original, every_class, temperature)
-                                     + (1 - alpha) * F.cross_entropy(z_target, y[retained]))
+        loss = loss + (1 - share) * _held_to_teacher(
+            out["z_target"][retained], out["z_original"][retained], y[retained], temperature, alpha)
     return loss
 
 
@@ -110,10 +108,17 @@ def anchored_deposit_loss(net: Any, x: torch.Tensor, y: torch.Tensor, anchor: to
     if anchor.any():
         z_original, z_deposit = net.anchor_logits(x[anchor])
         z = torch.where(net.deposit_mask, z_deposit, z_original)
-        every_class = torch.ones_like(net.deposit_mask)
-        loss = loss + (1 - share) * (alpha * kd(z, z_original, every_class, temperature)
-                                     + (1 - alpha) * F.cross_entropy(z, y[anchor]))
+        loss = loss + (1 - share) * _held_to_teacher(z, z_original, y[anchor], temperature, alpha)
     return loss
+
+
+def _held_to_teacher(z: torch.Tensor, z_original: torch.Tensor, y: torch.Tensor,
+                     temperature: float, alpha: float) -> torch.Tensor:
+    """α·τ²·KD(z/τ, z_T0/τ) over all classes + (1−α)·CE(z, y): rows a model must keep as
+    T_0 has them (the sample level's retained rows, the class level's anchors)."""
+    every_class = torch.ones(z.shape[1], dtype=torch.bool, device=z.device)
+    return (alpha * kd(z, z_original, every_class, temperature)
+            + (1 - alpha) * F.cross_entropy(z, y))
 
 
 def _forget_loss(out: dict[str, torch.Tensor], y: torch.Tensor, deposit_mask: torch.Tensor,

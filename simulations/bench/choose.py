@@ -102,11 +102,16 @@ def choose(scores: Mapping[str, Sequence[float]], goal: str) -> str:
     return max(means, key=lambda v: (sign * means[v], -order.index(v)))
 
 
+def choice_keys(key: str) -> list[str]:
+    """The keys `--key` names: one, or several that move together (`a,b`)."""
+    return [k.strip() for k in key.split(",")]
+
+
 def setting_items(key: str, value: str) -> list[str]:
     """The `--set` items of one candidate. Several keys (`--key a,b`) move together: each
     candidate then gives one value per key, joined by "/" (`--values constant/0,linear/0.5`);
     ConfigError when the counts differ."""
-    keys = [k.strip() for k in key.split(",")]
+    keys = choice_keys(key)
     parts = value.split(VALUE_JOIN) if len(keys) > 1 else [value]
     if len(parts) != len(keys):
         raise ConfigError(f"--values {value!r} gives {len(parts)} value(s) for the {len(keys)} "

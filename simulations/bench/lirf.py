@@ -82,7 +82,7 @@ def drawn_sets(seed: int, count: int = DRAWN_SETS, fixed: Iterable[str] = CLASS_
 def parse_sets(text: str, fixed: Iterable[str] = CLASS_SETS) -> int:
     """`--sets N`: how many class sets each seed draws besides `fixed`; ConfigError names
     the valid range."""
-    most = DRAWABLE - len(set(fixed))
+    most = _most_drawn(fixed)
     try:
         count = int(text)
     except ValueError:
@@ -92,11 +92,16 @@ def parse_sets(text: str, fixed: Iterable[str] = CLASS_SETS) -> int:
 
 
 def _check_sets(count: int, fixed: Iterable[str] = CLASS_SETS) -> int:
-    most = DRAWABLE - len(set(fixed))  # there are only so many sets of 2 or 3 classes
+    most = _most_drawn(fixed)
     if not 0 <= count <= most:
         raise ConfigError(f"--sets must be between 0 and {most} "
                           f"(class sets drawn per seed), got {count}")
     return count
+
+
+def _most_drawn(fixed: Iterable[str]) -> int:
+    """There are only so many sets of 2 or 3 classes besides the fixed ones."""
+    return DRAWABLE - len(set(fixed))
 
 
 def simulate(seed: int, classes: str, run_dir: Path, extra: Iterable[str] = ()) -> dict[str, Any]:

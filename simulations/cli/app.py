@@ -337,16 +337,16 @@ def plan_choice(scenario: str, key: str, values: str, metric: str, goal: str, se
                 fraction: float, set_: List[str], out: Optional[Path]) -> dict:
     """Every input of `fedvault choose`, checked before the first run: each candidate's
     config (with the split) resolves and its data preflight passes. ConfigError otherwise."""
-    from simulations.bench.choose import GOALS, Metric, setting_items, split_sets
+    from simulations.bench.choose import GOALS, Metric, choice_keys, setting_items, split_sets
     from simulations.bench.runs import runs_root
 
     if goal not in GOALS:
         raise ConfigError(f"--goal must be one of {', '.join(GOALS)} (got {goal!r})")
     parsed_metric = Metric.parse(metric)
     reserved = ("seed", "data.validation-fraction", "data.evaluate-on")  # the study sets them
-    keys = [k.strip() for k in key.split(",")]
-    given = [*keys, *(item.split("=", 1)[0].strip() for item in set_)]
-    if any(k in reserved for k in given):
+    keys = choice_keys(key)
+    overridden = {item.split("=", 1)[0].strip() for item in set_}
+    if any(k in reserved for k in (*keys, *overridden)):
         raise ConfigError(f"--key and --set cannot give {', '.join(reserved)}: the study sets "
                           f"them (--seeds, --validation-fraction)")
     if not 0 < fraction < 1:
@@ -362,7 +362,6 @@ def plan_choice(scenario: str, key: str, values: str, metric: str, goal: str, se
     settings = {tuple(setting_items(key, value)) for value in candidates}  # "1/2" == "1 / 2"
     if len(candidates) < 2 or len(settings) != len(candidates):
         raise ConfigError(f"--values needs two or more distinct candidates, got {values!r}")
-    overridden = {item.split("=", 1)[0].strip() for item in set_}
     if any(not k or "=" in k or k in overridden for k in keys) or len(set(keys)) != len(keys):
         raise ConfigError(f"--key {key!r} must be bare, distinct keys (comma-separated) that "
                           f"no --set also gives")
